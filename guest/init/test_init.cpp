@@ -1,0 +1,98 @@
+// mimobox test init: PID 1 of the guest until the agent exists. It mounts the pseudo
+// filesystems, prints a ready marker on the serial console and then does what the kernel
+// command line asks through `mimobox.test=`:
+//   (absent)   idle forever            cpus     print the online CPU count, then idle
+//   count      print a counter forever exit=N   exit with code N (the kernel then panics)
+//   abort      die by SIGABRT          reboot   ask the kernel to reboot (reboot=t ends the VM)
+// Static, C library only: it has to start before anything else exists in the guest.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+
+namespace {
+
+void mount_pseudo_filesystems() {
+    ::mkdir("/proc", 0555);
+    ::mkdir("/sys", 0555);
+    ::mkdir("/dev", 0755);
+    ::mkdir("/tmp", 01777);
+    ::mount("proc", "/proc", "proc", 0, nullptr);
+    ::mount("sysfs", "/sys", "sysfs", 0, nullptr);
+    ::mount("devtmpfs", "/dev", "devtmpfs", 0, nullptr);
+    ::mount("tmpfs", "/tmp", "tmpfs", 0, nullptr);
+}
+
+// The initramfs has no /dev/console node, so the kernel could not give init a console:
+// open it from devtmpfs ourselves.
+void attach_console() {
+    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd < 0) return;
+    ::dup2(fd, 0);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    if (fd > 2) ::close(fd);
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+}
+
+std::string cmdline_value(const char* key) {
+    std::FILE* f = std::fopen("/proc/cmdline", "r");
+    if (!f) return {};
+    char buf[4096] = {};
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    std::string line(buf), prefix = std::string(key) + "=";
+    for (std::size_t pos = 0; pos < line.size();) {
+        std::size_t end = line.find_first_of(" \n", pos);
+        if (end == std::string::npos) end = line.size();
+        std::string token = line.substr(pos, end - pos);
+        if (token.rfind(prefix, 0) == 0) return token.substr(prefix.size());
+        if (token == key) return "1";
+        pos = end + 1;
+    }
+    return {};
+}
+
+[[noreturn]] void idle() {
+    for (;;) ::pause();
+}
+
+}  // namespace
+
+int main() {
+    mount_pseudo_filesystems();
+    attach_console();
+    std::string mode = cmdline_value("mimobox.test");
+    std::printf("MIMOBOX_READY\n");
+    if (mode == "cpus") {
+        std::printf("MIMOBOX_CPUS=%ld\n", ::sysconf(_SC_NPROCESSORS_ONLN));
+        idle();
+    }
+    if (mode == "count") {
+        for (unsigned long i = 0;; ++i) {
+            std::printf("MIMOBOX_COUNT=%lu\n", i);
+            timespec ts{0, 20'000'000};
+            ::nanosleep(&ts, nullptr);
+        }
+    }
+    if (mode.rfind("exit=", 0) == 0) {
+        int code = std::atoi(mode.c_str() + 5);
+        std::printf("MIMOBOX_EXIT=%d\n", code);
+        std::fflush(stdout);
+        return code;
+    }
+    if (mode == "abort") std::abort();
+    if (mode == "reboot") {
+        ::sync();
+        ::reboot(RB_AUTOBOOT);
+    }
+    idle();
+}

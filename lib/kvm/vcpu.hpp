@@ -1,0 +1,55 @@
+// RAII handle on a KVM vCPU: its fd and its mmapped struct kvm_run.
+#pragma once
+
+#include "kvm/ioctl.hpp"
+#include "kvm/unique_fd.hpp"
+
+#include "kvm/kvm_abi.hpp"
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace mimobox::kvm {
+
+class vcpu {
+public:
+    vcpu(unique_fd fd, kvm_run* run, std::size_t run_size, std::uint32_t id) noexcept;
+    vcpu(vcpu&& other) noexcept;
+    vcpu& operator=(vcpu&& other) noexcept;
+    vcpu(const vcpu&) = delete;
+    vcpu& operator=(const vcpu&) = delete;
+    ~vcpu();
+
+    int fd() const noexcept { return fd_.get(); }
+    std::uint32_t id() const noexcept { return id_; }
+    /// Shared with the kernel; valid while this object lives. Read it only between run() calls.
+    kvm_run& run_state() noexcept { return *run_; }
+
+    /// KVM_RUN once. EINTR means a kick (immediate_exit or a signal) arrived.
+    error_code run() noexcept;
+
+    result<kvm_regs> get_regs() const noexcept;
+    error_code set_regs(const kvm_regs& regs) noexcept;
+    result<kvm_sregs> get_sregs() const noexcept;
+    error_code set_sregs(const kvm_sregs& sregs) noexcept;
+    result<kvm_fpu> get_fpu() const noexcept;
+    error_code set_fpu(const kvm_fpu& fpu) noexcept;
+    error_code set_cpuid(std::span<const kvm_cpuid_entry2> entries);
+    result<kvm_lapic_state> get_lapic() const noexcept;
+    error_code set_lapic(const kvm_lapic_state& lapic) noexcept;
+    result<kvm_mp_state> get_mp_state() const noexcept;
+    error_code set_mp_state(const kvm_mp_state& state) noexcept;
+    /// KVM_SET_MSRS; a short count (an MSR the kernel refused) is reported as EINVAL.
+    error_code set_msrs(std::span<const kvm_msr_entry> entries);
+    /// KVM_GET_MSRS into `entries` (indices filled in by the caller); returns how many were read.
+    result<std::size_t> get_msrs(std::span<kvm_msr_entry> entries) const;
+
+private:
+    unique_fd fd_;
+    kvm_run* run_ = nullptr;
+    std::size_t run_size_ = 0;
+    std::uint32_t id_ = 0;
+};
+
+}  // namespace mimobox::kvm

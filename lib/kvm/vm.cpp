@@ -1,0 +1,96 @@
+#include "kvm/vm.hpp"
+
+#include "kvm/vcpu.hpp"
+
+#include <sys/mman.h>
+
+namespace mimobox::kvm {
+
+namespace {
+error_code as_error(result<int> r) noexcept { return r ? error_code{} : r.error(); }
+}  // namespace
+
+int vm::check_extension(long capability) const noexcept {
+    auto r = checked_ioctl(fd(), KVM_CHECK_EXTENSION, capability);
+    return r ? *r : 0;
+}
+
+error_code vm::set_user_memory_region(std::uint32_t slot, std::uint64_t guest_phys, std::uint64_t size, void* host,
+                                      std::uint32_t flags) noexcept {
+    kvm_userspace_memory_region region{slot, flags, guest_phys, size, reinterpret_cast<std::uint64_t>(host)};
+    return as_error(checked_ioctl(fd(), KVM_SET_USER_MEMORY_REGION, &region));
+}
+
+error_code vm::set_tss_addr(std::uint64_t addr) noexcept {
+    return as_error(checked_ioctl(fd(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr)));
+}
+
+error_code vm::set_identity_map_addr(std::uint64_t addr) noexcept {
+    return as_error(checked_ioctl(fd(), KVM_SET_IDENTITY_MAP_ADDR, &addr));
+}
+
+error_code vm::create_irqchip() noexcept { return as_error(checked_ioctl(fd(), KVM_CREATE_IRQCHIP, 0)); }
+
+error_code vm::create_pit2() noexcept {
+    kvm_pit_config config{};
+    config.flags = KVM_PIT_SPEAKER_DUMMY;
+    return as_error(checked_ioctl(fd(), KVM_CREATE_PIT2, &config));
+}
+
+error_code vm::irq_line(std::uint32_t gsi, bool level) noexcept {
+    kvm_irq_level irq{};
+    irq.irq = gsi;
+    irq.level = level ? 1 : 0;
+    return as_error(checked_ioctl(fd(), KVM_IRQ_LINE, &irq));
+}
+
+error_code vm::assign_irqfd(int eventfd, std::uint32_t gsi) noexcept {
+    kvm_irqfd irqfd{};
+    irqfd.fd = static_cast<std::uint32_t>(eventfd);
+    irqfd.gsi = gsi;
+    return as_error(checked_ioctl(fd(), KVM_IRQFD, &irqfd));
+}
+
+error_code vm::deassign_irqfd(int eventfd, std::uint32_t gsi) noexcept {
+    kvm_irqfd irqfd{};
+    irqfd.fd = static_cast<std::uint32_t>(eventfd);
+    irqfd.gsi = gsi;
+    irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
+    return as_error(checked_ioctl(fd(), KVM_IRQFD, &irqfd));
+}
+
+namespace {
+kvm_ioeventfd make_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch,
+                             std::uint32_t extra_flags) noexcept {
+    kvm_ioeventfd io{};
+    io.datamatch = datamatch;
+    io.addr = addr;
+    io.len = len;
+    io.fd = eventfd;
+    io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | extra_flags;
+    return io;
+}
+}  // namespace
+
+error_code vm::assign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept {
+    auto io = make_ioeventfd(eventfd, addr, len, datamatch, 0);
+    return as_error(checked_ioctl(fd(), KVM_IOEVENTFD, &io));
+}
+
+error_code vm::deassign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len,
+                                  std::uint64_t datamatch) noexcept {
+    auto io = make_ioeventfd(eventfd, addr, len, datamatch, KVM_IOEVENTFD_FLAG_DEASSIGN);
+    return as_error(checked_ioctl(fd(), KVM_IOEVENTFD, &io));
+}
+
+result<vcpu> vm::create_vcpu(std::uint32_t id, int mmap_size) noexcept {
+    auto r = checked_ioctl(fd(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
+    if (!r) return r.error();
+    unique_fd vcpu_fd(*r);
+    void* run = ::mmap(nullptr, static_cast<std::size_t>(mmap_size), PROT_READ | PROT_WRITE, MAP_SHARED,
+                       vcpu_fd.get(), 0);
+    if (run == MAP_FAILED) return last_errno();
+    return vcpu(std::move(vcpu_fd), static_cast<kvm_run*>(run), static_cast<std::size_t>(mmap_size), id);
+}
+
+}  // namespace mimobox::kvm

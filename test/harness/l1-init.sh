@@ -1,0 +1,24 @@
+#!/bin/busybox sh
+# PID 1 of the harness's L1 VM (QEMU TCG with emulated SVM): load KVM, run one test command,
+# report its exit code on the serial console, power off. Lines starting MIMOBOX_HARNESS_ are
+# read by run-in-harness.sh; anything else is the test's own output.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+fail() { printf '\nMIMOBOX_HARNESS_FAIL=%s\n' "$*"; poweroff -f; sleep 5; }
+for m in irqbypass kvm kvm-amd; do
+  insmod /harness/modules/$m.ko || fail "insmod $m.ko"
+done
+[ -c /dev/kvm ] || fail "/dev/kvm missing after loading kvm-amd"
+echo "MIMOBOX_HARNESS_KVM_READY cpus=$(grep -c ^processor /proc/cpuinfo)"
+export MIMOBOX_KVM_MODE=native HOME=/tmp BOOST_TEST_COLOR_OUTPUT=no
+[ -d /harness/assets ] && export MIMOBOX_VM_ASSETS_DIR=/harness/assets
+cd /harness/test
+sh /harness/test/command
+rc=$?
+# Own line: the test may have left its last line unterminated.
+printf '\nMIMOBOX_HARNESS_EXIT=%d\n' "$rc"
+poweroff -f
