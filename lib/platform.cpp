@@ -1,10 +1,14 @@
 #include "mimobox/vm/platform.hpp"
 
+#include "platform_verdict.hpp"
+
 #include "kvm/system.hpp"
 #include "kvm/vcpu.hpp"
 #include "kvm/vm.hpp"
 #include "memory/mapping.hpp"
 #include "mimobox/vm/microvm_errc.hpp"
+
+#include <filesystem>
 
 namespace mimobox::vm {
 
@@ -39,7 +43,24 @@ boost::system::error_code check_kvm_usable(std::string* detail) {
         if (detail) *detail = "KVM_RUN exited with reason " + std::to_string(cpu->run_state().exit_reason);
         return make_error_code(microvm_errc::unsupported_platform);
     }
+    // kvm-pvm (software virtualization by shadow paging, found on hosts without VMX/SVM) runs
+    // the probe above, but a Linux guest on it crawls (tens of seconds to reach the slab
+    // allocator) and then stops with KVM_EXIT_INTERNAL_ERROR on cmpxchg16b and XSAVE emulation.
+    std::error_code fs_ec;
+    if (std::filesystem::exists("/sys/module/kvm_pvm", fs_ec)) {
+        if (detail) *detail = "host KVM is kvm-pvm (no hardware virtualization); Linux guests do not boot on it";
+        return make_error_code(microvm_errc::unsupported_platform);
+    }
     return {};
 }
 
 }  // namespace mimobox::vm
+
+namespace mimobox::vm::detail {
+
+boost::system::error_code cached_kvm_verdict() {
+    static const boost::system::error_code verdict = check_kvm_usable();
+    return verdict;
+}
+
+}  // namespace mimobox::vm::detail

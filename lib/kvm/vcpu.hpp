@@ -25,6 +25,7 @@ public:
     std::uint32_t id() const noexcept { return id_; }
     /// Shared with the kernel; valid while this object lives. Read it only between run() calls.
     kvm_run& run_state() noexcept { return *run_; }
+    std::size_t run_size() const noexcept { return run_size_; }
 
     /// KVM_RUN once. EINTR means a kick (immediate_exit or a signal) arrived.
     error_code run() noexcept;

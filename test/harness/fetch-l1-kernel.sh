@@ -9,7 +9,7 @@ pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: lin
 dir="$cache_root/harness/$pkg"
 if [ ! -f "$dir/ready" ]; then
   rm -rf "$dir"; mkdir -p "$dir/deb"
-  (cd "$dir/deb" && apt-get download -qq "$pkg" >&2)
+  (cd "$dir/deb" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2)
   dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
   kver=${pkg#linux-image-}
   cp "$dir/root/boot/vmlinuz-$kver" "$dir/vmlinuz"

@@ -41,7 +41,8 @@ ldd "$exe" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | sort -u
 done
 if [ -n "$assets" ]; then
   mkdir -p "$root/harness/assets"
-  cp -L "$assets"/* "$root/harness/assets/" 2>/dev/null || harness_fail "cannot copy assets from $assets"
+  find -L "$assets" -maxdepth 1 -type f -exec cp -L {} "$root/harness/assets/" \; || harness_fail "cannot copy assets from $assets"
+  [ -n "$(ls "$root/harness/assets")" ] || harness_fail "no assets in $assets"
 fi
 {
   printf 'exec ./%q' "$(basename "$exe")"

@@ -1,0 +1,114 @@
+// The VMM: boots a microvm_config's kernel and initramfs on /dev/kvm and drives it from
+// coroutines on the caller's executor. Each running vCPU has a thread inside KVM_RUN; every exit
+// is decoded there and handled on this VM's strand, so devices never run concurrently.
+//
+// Lifetimes: operations keep the VM's internals alive until they complete, so the backend may
+// be destroyed with operations in flight. Destroying a running backend stops the VM: the
+// vCPU threads are kicked out of KVM_RUN and joined by the time the last in-flight operation
+// completes (or the executor's io_context is destroyed).
+//
+// Cancellation: async_wait_console and async_wait_stopped support terminal per-operation
+// cancellation (they complete with operation_aborted; the VM is unaffected). async_boot,
+// async_pause, async_resume and async_stop are short and not cancellable.
+#pragma once
+
+#include "mimobox/vm/kvm_exit_reason.hpp"
+#include "mimobox/vm/kvm_lifecycle.hpp"
+#include "mimobox/vm/microvm_config.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mimobox::vm {
+
+namespace detail {
+class machine;
+}
+
+class kvm_backend {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using error_code = boost::system::error_code;
+
+    kvm_backend(executor_type executor, microvm_config config);
+    kvm_backend(kvm_backend&&) noexcept;
+    kvm_backend& operator=(kvm_backend&&) noexcept;
+    ~kvm_backend();
+
+    executor_type get_executor() const noexcept;
+    const microvm_config& config() const noexcept;
+
+    /// Current state (a snapshot; it may change right after).
+    kvm_lifecycle state() const noexcept;
+    /// The retained tail of the serial console (up to config().console_capacity bytes).
+    std::string console_output() const;
+    /// Called on the VM's strand with each chunk of console output. Set it before booting.
+    void set_console_callback(std::function<void(std::string_view)> callback);
+
+    /// Validates the config, opens KVM, builds memory, loads the kernel and initramfs, creates
+    /// the vCPUs and starts them. Completes once they run: microvm_errc for bad config or
+    /// images (unsupported_platform where KVM is unusable), lifecycle_errc::invalid_state if
+    /// not in `created`.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_boot(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_boot(std::move(handler)); }, token);
+    }
+
+    /// Kicks every vCPU out of KVM_RUN and ends its thread; completes once none runs.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_pause(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_pause(std::move(handler)); }, token);
+    }
+
+    /// Starts a thread per vCPU again; completes once they run.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_resume(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_resume(std::move(handler)); }, token);
+    }
+
+    /// Stops the VM and joins every vCPU thread. Succeeds if already stopped.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_stop(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_stop(std::move(handler)); }, token);
+    }
+
+    /// Completes when the VM has stopped, for whatever reason, with why.
+    template <boost::asio::completion_token_for<void(error_code, vm_stop_info)> Token>
+    auto async_wait_stopped(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, vm_stop_info)>(
+            [this](auto handler) { initiate_wait_stopped(std::move(handler)); }, token);
+    }
+
+    /// Completes when `text` appears in the console output (searching the retained tail first),
+    /// or with lifecycle_errc::vm_stopped if the VM stops before it does.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_wait_console(std::string text, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler, std::string t) { initiate_wait_console(std::move(t), std::move(handler)); }, token,
+            std::move(text));
+    }
+
+private:
+    using void_handler = boost::asio::any_completion_handler<void(error_code)>;
+    void initiate_boot(void_handler handler);
+    void initiate_pause(void_handler handler);
+    void initiate_resume(void_handler handler);
+    void initiate_stop(void_handler handler);
+    void initiate_wait_stopped(boost::asio::any_completion_handler<void(error_code, vm_stop_info)> handler);
+    void initiate_wait_console(std::string text, void_handler handler);
+
+    std::shared_ptr<detail::machine> machine_;
+};
+
+}  // namespace mimobox::vm

@@ -1,0 +1,33 @@
+// What a microVM is made of: vCPUs, memory, kernel, initramfs, extra kernel arguments.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace mimobox::vm {
+
+struct microvm_config {
+    /// The VMM's own ceiling (the guest kernel is built with NR_CPUS=64); KVM's
+    /// KVM_CAP_MAX_VCPUS is checked at boot as well.
+    static constexpr unsigned max_vcpus = 64;
+    static constexpr std::uint32_t min_memory_mib = 32;
+    static constexpr std::uint32_t max_memory_mib = 64 * 1024;
+
+    unsigned vcpu_count = 1;
+    std::uint32_t memory_mib = 256;
+    std::filesystem::path kernel;     ///< bzImage or ELF vmlinux
+    std::filesystem::path initramfs;  ///< gzip or plain newc cpio
+    std::string cmdline_extra;        ///< appended to the VMM's arguments; no control characters
+    std::size_t console_capacity = 64 * 1024;  ///< bytes of serial output kept (the tail)
+
+    /// Checks what can be checked without KVM or reading the images: vCPU and memory bounds,
+    /// that both files exist and are regular, that cmdline_extra has no control characters.
+    /// Returns the first problem as a microvm_errc.
+    boost::system::error_code validate() const;
+};
+
+}  // namespace mimobox::vm

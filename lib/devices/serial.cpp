@@ -1,0 +1,98 @@
+#include "devices/serial.hpp"
+
+#include <algorithm>
+
+namespace mimobox::devices {
+
+namespace {
+constexpr std::uint8_t ier_rda = 0x01, ier_thre = 0x02, ier_mask = 0x0f;
+constexpr std::uint8_t iir_none = 0x01, iir_thre = 0x02, iir_rda = 0x04, iir_fifo = 0xc0;
+constexpr std::uint8_t lsr_data_ready = 0x01, lsr_empty = 0x60;
+constexpr std::uint8_t msr_default = 0xb0;  // DCD, DSR, CTS
+}  // namespace
+
+void serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
+    if (data.empty()) return;
+    data[0] = read_register(offset);
+    for (std::size_t i = 1; i < data.size(); ++i) data[i] = 0;
+}
+
+void serial::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
+    if (!data.empty()) write_register(offset, data[0]);
+}
+
+std::uint8_t serial::read_register(std::uint64_t offset) {
+    switch (offset) {
+    case 0: {
+        if (dlab()) return dll_;
+        if (input_.empty()) return 0;
+        std::uint8_t b = input_.front();
+        input_.pop_front();
+        update_interrupt();
+        return b;
+    }
+    case 1: return dlab() ? dlh_ : ier_;
+    case 2: {
+        std::uint8_t iir = iir_none;
+        if ((ier_ & ier_rda) && !input_.empty()) {
+            iir = iir_rda;
+        } else if ((ier_ & ier_thre) && thre_pending_) {
+            iir = iir_thre;
+            thre_pending_ = false;  // reading IIR acknowledges THRE
+        }
+        return iir | iir_fifo;
+    }
+    case 3: return lcr_;
+    case 4: return mcr_;
+    case 5: return lsr_empty | (input_.empty() ? 0 : lsr_data_ready);
+    case 6: return msr_default;
+    case 7: return scr_;
+    default: return 0xff;
+    }
+}
+
+void serial::write_register(std::uint64_t offset, std::uint8_t value) {
+    switch (offset) {
+    case 0:
+        if (dlab()) {
+            dll_ = value;
+        } else {
+            if (mcr_ & 0x10) {  // loopback: what is sent is received
+                if (input_.size() < input_capacity) input_.push_back(value);
+            } else if (sink_) {
+                sink_(value);
+            }
+            thre_pending_ = true;
+            update_interrupt();
+        }
+        break;
+    case 1:
+        if (dlab()) {
+            dlh_ = value;
+        } else {
+            bool thre_enabled_now = !(ier_ & ier_thre) && (value & ier_thre);
+            ier_ = value & ier_mask;
+            // The transmitter is always empty, so enabling THRE raises it at once (as hardware does).
+            if (thre_enabled_now) thre_pending_ = true;
+            update_interrupt();
+        }
+        break;
+    case 3: lcr_ = value; break;
+    case 4: mcr_ = value & 0x1f; break;
+    case 7: scr_ = value; break;
+    default: break;  // FCR and read-only registers
+    }
+}
+
+std::size_t serial::enqueue_input(std::span<const std::uint8_t> bytes) {
+    std::size_t n = std::min(bytes.size(), input_capacity - input_.size());
+    input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+    if (n) update_interrupt();
+    return n;
+}
+
+void serial::update_interrupt() {
+    if (((ier_ & ier_rda) && !input_.empty()) || ((ier_ & ier_thre) && thre_pending_)) irq_.trigger();
+}
+
+}  // namespace mimobox::devices

@@ -1,0 +1,441 @@
+#include "vmm/machine.hpp"
+
+#include "boot/cmdline.hpp"
+#include "boot/cpu_setup.hpp"
+#include "boot/cpuid.hpp"
+#include "boot/kernel_image.hpp"
+#include "boot/layout.hpp"
+#include "boot/loader.hpp"
+#include "boot/mptable.hpp"
+#include "boot/zero_page.hpp"
+#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/microvm_errc.hpp"
+#include "platform_verdict.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fstream>
+#include <iterator>
+#include <sys/eventfd.h>
+
+namespace mimobox::vm::detail {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Arguments every guest gets. reboot=t: a guest reboot or panic triple-faults, which KVM reports
+// as KVM_EXIT_SHUTDOWN at once (the keyboard-controller path wastes tens of seconds under nested
+// virtualization). panic=-1 reboots immediately on panic. One UART until the serial transport.
+constexpr const char* base_cmdline =
+    "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
+    "8250.nr_uarts=1 tsc=reliable no_timer_check";
+constexpr std::uint16_t com1_port = 0x3f8;
+constexpr std::uint32_t com1_gsi = 4;
+constexpr std::uint16_t i8042_port = 0x60;
+
+boost::system::result<std::vector<std::uint8_t>> read_file(const std::filesystem::path& path, microvm_errc missing) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return missing;
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) return missing;
+    return bytes;
+}
+
+}  // namespace
+
+// KVM_IRQFD: writing the eventfd injects the GSI without a trip through this process's vCPUs.
+class machine::irqfd_line final : public devices::interrupt_line {
+public:
+    explicit irqfd_line(kvm::unique_fd fd) : fd_(std::move(fd)) {}
+    int fd() const { return fd_.get(); }
+    void trigger() override {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(fd_.get(), &one, sizeof one);  // EAGAIN only if 2^64-1 pending
+    }
+
+private:
+    kvm::unique_fd fd_;
+};
+
+machine::machine(asio::any_io_executor executor, microvm_config config)
+    : strand_(asio::make_strand(std::move(executor))),
+      config_(std::move(config)),
+      console_(config_.console_capacity) {}
+
+machine::~machine() {
+    // Reached only when no exit loop holds us any more (they keep a shared_ptr), so the threads
+    // are idle or were never started; stop_and_join also covers an io_context torn down mid-run.
+    for (auto& slot : vcpus_)
+        if (slot->thread) slot->thread->stop_and_join();
+}
+
+template <class Handler, class... Args>
+void machine::complete(Handler handler, Args... args) {
+    // Always through post, never inline inside an initiating function; the handler runs on its
+    // associated executor, or on this VM's strand when it has none.
+    asio::post(strand_, asio::append(std::move(handler), std::move(args)...));
+}
+
+// ---- boot
+
+void machine::boot(void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (!is_valid_transition(self->state(), kvm_lifecycle::booting))
+            return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
+        self->set_state(kvm_lifecycle::booting);
+        if (auto ec = self->build()) {
+            self->vcpus_.clear();
+            self->vm_.reset();
+            self->set_state(kvm_lifecycle::stopped);
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
+            return self->complete(std::move(h), ec);
+        }
+        self->start_vcpus();
+        self->set_state(kvm_lifecycle::running);
+        self->complete(std::move(h), error_code{});
+    });
+}
+
+machine::error_code machine::build() {
+    if (auto ec = config_.validate()) return ec;
+    if (auto ec = cached_kvm_verdict()) return ec;
+    auto sys = kvm::system::open();
+    if (!sys) return microvm_errc::unsupported_platform;
+    kvm_.emplace(std::move(*sys));
+    for (long cap : {KVM_CAP_IRQCHIP, KVM_CAP_IOEVENTFD, KVM_CAP_IRQFD, KVM_CAP_USER_MEMORY, KVM_CAP_SET_TSS_ADDR,
+                     KVM_CAP_PIT2, KVM_CAP_EXT_CPUID})
+        if (kvm_->check_extension(cap) <= 0) return microvm_errc::missing_kvm_capability;
+    int max_vcpus = kvm_->check_extension(KVM_CAP_MAX_VCPUS);
+    if (max_vcpus <= 0) max_vcpus = kvm_->check_extension(KVM_CAP_NR_VCPUS);
+    if (max_vcpus > 0 && config_.vcpu_count > static_cast<unsigned>(max_vcpus)) return microvm_errc::too_many_vcpus;
+
+    auto vm = kvm_->create_vm();
+    if (!vm) return microvm_errc::unsupported_platform;
+    vm_.emplace(std::move(*vm));
+    if (auto ec = vm_->set_tss_addr(boot::layout::tss)) return ec;
+    if (auto ec = vm_->set_identity_map_addr(boot::layout::identity_map)) return ec;
+    if (auto ec = vm_->create_irqchip()) return ec;
+    if (auto ec = vm_->create_pit2()) return ec;
+
+    // Guest RAM: below the MMIO gap, and the rest above 4 GiB.
+    const std::uint64_t total = std::uint64_t(config_.memory_mib) << 20;
+    const std::uint64_t low = std::min(total, boot::layout::mmio_gap_start);
+    std::uint32_t slot = 0;
+    for (auto [base, size] : {std::pair{std::uint64_t{0}, low},
+                              std::pair{boot::layout::mmio_gap_end, total - low}}) {
+        if (size == 0) continue;
+        auto map = memory::mapping::anonymous(size);
+        if (!map) return map.error();
+        void* host = map->data();
+        if (auto ec = memory_.add_region(memory::guest_addr(base), std::move(*map))) return ec;
+        if (auto ec = vm_->set_user_memory_region(slot++, base, size, host)) return ec;
+    }
+    if (auto ec = load_images()) return ec;
+
+    // Devices: COM1 with its interrupt on an irqfd, and the i8042's reset line.
+    int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) return error_code(errno, boost::system::system_category());
+    serial_irq_ = std::make_unique<irqfd_line>(kvm::unique_fd(efd));
+    if (auto ec = vm_->assign_irqfd(serial_irq_->fd(), com1_gsi)) return ec;
+    serial_ = std::make_unique<devices::serial>(*serial_irq_, [this](std::uint8_t b) { on_console_byte(b); });
+    i8042_ = std::make_unique<devices::i8042>([this] { begin_stop(kvm_exit_reason::guest_reboot, "i8042 reset"); });
+    pio_bus_.add(com1_port, 8, *serial_);
+    pio_bus_.add(i8042_port, 5, *i8042_);
+
+    // vCPUs: CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
+    auto mmap_size = kvm_->vcpu_mmap_size();
+    if (!mmap_size) return mmap_size.error();
+    auto supported = kvm_->supported_cpuid();
+    if (!supported) return supported.error();
+    for (unsigned i = 0; i < config_.vcpu_count; ++i) {
+        auto cpu = vm_->create_vcpu(i, *mmap_size);
+        if (!cpu) return cpu.error();
+        auto cpuid = boot::normalize_cpuid(*supported, i, config_.vcpu_count);
+        if (auto ec = cpu->set_cpuid(cpuid)) return ec;
+        if (auto ec = boot::setup_msrs(*cpu)) return ec;
+        if (auto ec = boot::setup_lapic_lint(*cpu)) return ec;
+        // Only the BSP starts at the kernel entry; APs wait in KVM for INIT/SIPI.
+        if (i == 0)
+            if (auto ec = boot::setup_long_mode(*cpu, boot_entry_)) return ec;
+        auto slot_ptr = std::make_unique<vcpu_slot>(vcpu_slot{std::move(*cpu), nullptr});
+        slot_ptr->thread = std::make_unique<vmm::vcpu_thread>(slot_ptr->cpu, slot_ptr->cpu.run_size());
+        vcpus_.push_back(std::move(slot_ptr));
+    }
+    return {};
+}
+
+machine::error_code machine::load_images() {
+    auto kernel_file = read_file(config_.kernel, microvm_errc::kernel_not_found);
+    if (!kernel_file) return kernel_file.error();
+    auto image = boot::parse_kernel(*kernel_file);
+    if (!image) return image.error();
+    auto initrd_file = read_file(config_.initramfs, microvm_errc::initramfs_not_found);
+    if (!initrd_file) return initrd_file.error();
+
+    boot::kernel_cmdline cmdline;
+    if (auto ec = cmdline.append(base_cmdline)) return ec;
+    if (auto ec = cmdline.append(config_.cmdline_extra)) return ec;
+    if (auto ec = cmdline.check_length(std::min<std::size_t>(image->cmdline_size, boot::layout::cmdline_max - 1)))
+        return ec;
+
+    const std::uint64_t total = std::uint64_t(config_.memory_mib) << 20;
+    auto initrd = boot::place_initrd(*image, total, initrd_file->size());
+    if (!initrd) return initrd.error();
+    if (auto ec = boot::load_kernel(memory_, *image, *kernel_file)) return ec;
+    if (auto ec = memory_.write(memory::guest_addr(initrd->addr), std::as_bytes(std::span(*initrd_file)))) return ec;
+    std::string line = cmdline.str();
+    line.push_back('\0');
+    if (auto ec = memory_.write(memory::guest_addr(boot::layout::cmdline), std::as_bytes(std::span(line)))) return ec;
+    if (auto ec = boot::write_zero_page(memory_, *image, *initrd, boot::e820_map(total))) return ec;
+    if (auto ec = boot::write_mptable(memory_, config_.vcpu_count)) return ec;
+    if (auto ec = boot::write_boot_tables(memory_)) return ec;
+    boot_entry_ = image->entry_64;
+    return error_code{};
+}
+
+void machine::start_vcpus() {
+    for (std::size_t i = 0; i < vcpus_.size(); ++i) {
+        vcpus_[i]->thread->start();
+        ++running_loops_;
+        asio::co_spawn(strand_, exit_loop(i), [self = shared_from_this()](std::exception_ptr) {
+            self->on_loop_finished();
+        });
+    }
+}
+
+// ---- the exit loop: one coroutine per vCPU, on the strand
+
+asio::awaitable<void> machine::exit_loop(std::size_t index) {
+    auto self = shared_from_this();  // the loop keeps the machine alive
+    auto& slot = *vcpus_[index];
+    for (;;) {
+        if (pause_requested_ || stop_requested_) break;
+        std::atomic_ref<std::uint8_t>(slot.cpu.run_state().immediate_exit).store(0, std::memory_order_relaxed);
+        auto exit = co_await slot.thread->async_run(strand_, asio::use_awaitable);
+        if (!handle_exit(index, exit)) break;
+    }
+    slot.thread->stop_and_join();
+}
+
+bool machine::handle_exit(std::size_t, vmm::vcpu_exit& exit) {
+    struct visitor {
+        machine& m;
+        bool operator()(vmm::io_exit& io) const {
+            for (std::size_t off = 0; off + io.size <= io.data.size(); off += io.size) {
+                auto one = io.data.subspan(off, io.size);
+                if (io.write) m.pio_bus_.write(io.port, one);
+                else m.pio_bus_.read(io.port, one);
+            }
+            return !m.stop_requested_;
+        }
+        bool operator()(vmm::mmio_exit& mmio) const {
+            if (mmio.write) m.mmio_bus_.write(mmio.addr, mmio.data);
+            else m.mmio_bus_.read(mmio.addr, mmio.data);
+            return !m.stop_requested_;
+        }
+        bool operator()(vmm::shutdown_exit&) const {
+            m.begin_stop(kvm_exit_reason::guest_reboot, "triple fault (KVM_EXIT_SHUTDOWN)");
+            return false;
+        }
+        bool operator()(vmm::system_event_exit& e) const {
+            m.begin_stop(e.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kvm_exit_reason::guest_shutdown
+                                                            : kvm_exit_reason::guest_reboot,
+                         "KVM_EXIT_SYSTEM_EVENT type " + std::to_string(e.type));
+            return false;
+        }
+        bool operator()(vmm::halt_exit&) const {
+            m.begin_stop(kvm_exit_reason::guest_halt, "HLT");
+            return false;
+        }
+        bool operator()(vmm::kicked_exit&) const { return true; }  // the loop re-checks the flags
+        bool operator()(vmm::fatal_exit& f) const {
+            m.begin_stop(f.reason, f.detail);
+            return false;
+        }
+    };
+    return std::visit(visitor{*this}, exit);
+}
+
+void machine::kick_all() {
+    for (auto& slot : vcpus_) slot->thread->kick();
+}
+
+void machine::begin_stop(kvm_exit_reason reason, std::string detail) {
+    if (!stop_info_) {
+        vm_stop_info info{reason, std::move(detail), console_.tail_lines(60)};
+        // A triple fault right after "Kernel panic" is the panic=-1 reboot: report the panic.
+        if (reason == kvm_exit_reason::guest_reboot) {
+            if (auto line = console_.find_line("Kernel panic"); !line.empty()) {
+                info.reason = kvm_exit_reason::guest_panic;
+                info.detail = std::move(line);
+            }
+        }
+        stop_info_ = std::move(info);
+    }
+    if (stop_requested_) return;
+    stop_requested_ = true;
+    if (state() != kvm_lifecycle::stopped) set_state(kvm_lifecycle::stopping);
+    kick_all();
+    if (running_loops_ == 0) finish_stop();
+}
+
+void machine::on_loop_finished() {
+    if (--running_loops_ != 0) return;
+    if (stop_requested_) return finish_stop();
+    if (pause_requested_) {
+        set_state(kvm_lifecycle::paused);
+        for (auto& h : std::exchange(pause_waiters_, {})) complete(std::move(h), error_code{});
+    }
+}
+
+void machine::finish_stop() {
+    if (state() == kvm_lifecycle::stopped) return;
+    for (auto& slot : vcpus_) slot->thread->stop_and_join();
+    set_state(kvm_lifecycle::stopped);
+    for (auto& h : std::exchange(pause_waiters_, {})) complete(std::move(h), error_code(lifecycle_errc::vm_stopped));
+    for (auto& h : std::exchange(stop_waiters_, {})) complete(std::move(h), error_code{});
+    for (auto& w : std::exchange(console_waiters_, {})) {
+        asio::get_associated_cancellation_slot(w.handler).clear();
+        complete(std::move(w.handler), error_code(lifecycle_errc::vm_stopped));
+    }
+    for (auto& w : std::exchange(stopped_waiters_, {})) {
+        asio::get_associated_cancellation_slot(w.handler).clear();
+        complete(std::move(w.handler), error_code{}, *stop_info_);
+    }
+}
+
+// ---- pause / resume / stop
+
+void machine::pause(void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (self->state() == kvm_lifecycle::pausing) return self->pause_waiters_.push_back(std::move(h));
+        if (!is_valid_transition(self->state(), kvm_lifecycle::pausing))
+            return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
+        self->set_state(kvm_lifecycle::pausing);
+        self->pause_requested_ = true;
+        self->pause_waiters_.push_back(std::move(h));
+        self->kick_all();
+    });
+}
+
+void machine::resume(void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (self->state() != kvm_lifecycle::paused)
+            return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
+        self->pause_requested_ = false;
+        self->start_vcpus();
+        self->set_state(kvm_lifecycle::running);
+        self->complete(std::move(h), error_code{});
+    });
+}
+
+void machine::stop(void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        switch (self->state()) {
+        case kvm_lifecycle::stopped: return self->complete(std::move(h), error_code{});
+        case kvm_lifecycle::created:
+            self->set_state(kvm_lifecycle::stopped);
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "stopped before boot", {}};
+            return self->complete(std::move(h), error_code{});
+        default:
+            self->stop_waiters_.push_back(std::move(h));
+            self->begin_stop(kvm_exit_reason::host_stop, "async_stop");
+        }
+    });
+}
+
+void machine::request_stop() {
+    asio::post(strand_, [self = shared_from_this()] {
+        if (self->state() != kvm_lifecycle::stopped && self->state() != kvm_lifecycle::created)
+            self->begin_stop(kvm_exit_reason::host_stop, "backend destroyed");
+    });
+}
+
+// ---- waiting for the console and for the stop
+
+void machine::wait_stopped(stopped_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (self->state() == kvm_lifecycle::stopped)
+            return self->complete(std::move(h), error_code{}, self->stop_info_.value_or(vm_stop_info{}));
+        auto id = self->next_waiter_id_++;
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) {
+            slot.assign([weak = self->weak_from_this(), id](asio::cancellation_type) {
+                auto m = weak.lock();
+                if (!m) return;
+                asio::post(m->strand_, [m, id] {
+                    for (auto it = m->stopped_waiters_.begin(); it != m->stopped_waiters_.end(); ++it) {
+                        if (it->id != id) continue;
+                        auto handler = std::move(it->handler);
+                        m->stopped_waiters_.erase(it);
+                        asio::get_associated_cancellation_slot(handler).clear();
+                        return m->complete(std::move(handler), error_code(asio::error::operation_aborted),
+                                           vm_stop_info{});
+                    }
+                });
+            });
+        }
+        self->stopped_waiters_.push_back({id, std::move(h)});
+    });
+}
+
+void machine::wait_console(std::string text, void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), text = std::move(text), h = std::move(h)]() mutable {
+        if (self->console_.contains_since(text, 0)) return self->complete(std::move(h), error_code{});
+        if (self->state() == kvm_lifecycle::stopped)
+            return self->complete(std::move(h), error_code(lifecycle_errc::vm_stopped));
+        auto id = self->next_waiter_id_++;
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) {
+            slot.assign([weak = self->weak_from_this(), id](asio::cancellation_type) {
+                auto m = weak.lock();
+                if (!m) return;
+                asio::post(m->strand_, [m, id] {
+                    for (auto it = m->console_waiters_.begin(); it != m->console_waiters_.end(); ++it) {
+                        if (it->id != id) continue;
+                        auto handler = std::move(it->handler);
+                        m->console_waiters_.erase(it);
+                        asio::get_associated_cancellation_slot(handler).clear();
+                        return m->complete(std::move(handler), error_code(asio::error::operation_aborted));
+                    }
+                });
+            });
+        }
+        self->console_waiters_.push_back({id, std::move(text), self->console_.total(), std::move(h)});
+    });
+}
+
+void machine::on_console_byte(std::uint8_t byte) {
+    const char c = static_cast<char>(byte);
+    if (c == '\r') return;  // the guest tty turns \n into \r\n; keep the log in host line endings
+    console_.append(std::string_view(&c, 1));
+    pending_console_.push_back(c);
+    if (c == '\n' || pending_console_.size() >= 256) {
+        if (console_callback_) console_callback_(pending_console_);
+        pending_console_.clear();
+        check_console_waiters();
+    }
+}
+
+void machine::check_console_waiters() {
+    const auto total = console_.total();
+    for (auto it = console_waiters_.begin(); it != console_waiters_.end();) {
+        if (console_.contains_since(it->text, it->searched_to)) {
+            asio::get_associated_cancellation_slot(it->handler).clear();
+            complete(std::move(it->handler), error_code{});
+            it = console_waiters_.erase(it);
+        } else {
+            it->searched_to = total;
+            ++it;
+        }
+    }
+}
+
+}  // namespace mimobox::vm::detail

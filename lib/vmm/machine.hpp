@@ -1,0 +1,121 @@
+// One microVM: KVM handles, guest memory, devices, vCPUs and their exit loops, all owned here
+// and touched only on the VM's strand (the console log and the lifecycle state excepted, which
+// any thread may read). kvm_backend is the public face; this is its implementation.
+#pragma once
+
+#include "devices/bus.hpp"
+#include "devices/i8042.hpp"
+#include "devices/serial.hpp"
+#include "kvm/system.hpp"
+#include "kvm/vcpu.hpp"
+#include "kvm/vm.hpp"
+#include "kvm/unique_fd.hpp"
+#include "memory/guest_memory.hpp"
+#include "mimobox/vm/kvm_exit_reason.hpp"
+#include "mimobox/vm/kvm_lifecycle.hpp"
+#include "mimobox/vm/microvm_config.hpp"
+#include "vmm/console_log.hpp"
+#include "vmm/vcpu_thread.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace mimobox::vm::detail {
+
+class machine : public std::enable_shared_from_this<machine> {
+public:
+    using error_code = boost::system::error_code;
+    using void_handler = boost::asio::any_completion_handler<void(error_code)>;
+    using stopped_handler = boost::asio::any_completion_handler<void(error_code, vm_stop_info)>;
+
+    machine(boost::asio::any_io_executor executor, microvm_config config);
+    ~machine();
+
+    boost::asio::any_io_executor get_executor() const { return strand_; }
+    const microvm_config& config() const noexcept { return config_; }
+    kvm_lifecycle state() const noexcept { return state_.load(std::memory_order_acquire); }
+    std::string console_output() const { return console_.contents(); }
+    void set_console_callback(std::function<void(std::string_view)> cb) { console_callback_ = std::move(cb); }
+
+    // Each posts to the strand and completes through the handler's associated executor.
+    void boot(void_handler h);
+    void pause(void_handler h);
+    void resume(void_handler h);
+    void stop(void_handler h);
+    void wait_stopped(stopped_handler h);
+    void wait_console(std::string text, void_handler h);
+    /// From the backend's destructor: stop without anyone waiting.
+    void request_stop();
+
+private:
+    struct vcpu_slot {
+        kvm::vcpu cpu;
+        std::unique_ptr<vmm::vcpu_thread> thread;
+    };
+    struct console_waiter {
+        std::uint64_t id;
+        std::string text;
+        std::uint64_t searched_to;
+        void_handler handler;
+    };
+    struct stopped_waiter {
+        std::uint64_t id;
+        stopped_handler handler;
+    };
+    class irqfd_line;
+
+    error_code build();                   // everything between validate and starting vCPUs
+    error_code load_images();
+    void start_vcpus();
+    boost::asio::awaitable<void> exit_loop(std::size_t index);
+    bool handle_exit(std::size_t index, vmm::vcpu_exit& exit);  // false: this vCPU must stop
+    void begin_stop(kvm_exit_reason reason, std::string detail);
+    void kick_all();
+    void on_loop_finished();
+    void finish_stop();
+    void on_console_byte(std::uint8_t byte);
+    void check_console_waiters();
+    void set_state(kvm_lifecycle s) { state_.store(s, std::memory_order_release); }
+    template <class Handler, class... Args>
+    void complete(Handler handler, Args... args);
+
+    boost::asio::strand<boost::asio::any_io_executor> strand_;
+    microvm_config config_;
+    std::atomic<kvm_lifecycle> state_{kvm_lifecycle::created};
+
+    std::optional<kvm::system> kvm_;
+    std::optional<kvm::vm> vm_;
+    memory::guest_memory memory_;
+    std::uint64_t boot_entry_ = 0;
+    std::vector<std::unique_ptr<vcpu_slot>> vcpus_;
+
+    devices::bus pio_bus_;
+    devices::bus mmio_bus_;
+    std::unique_ptr<irqfd_line> serial_irq_;
+    std::unique_ptr<devices::serial> serial_;
+    std::unique_ptr<devices::i8042> i8042_;
+
+    vmm::console_log console_;
+    std::function<void(std::string_view)> console_callback_;
+    std::string pending_console_;  // bytes since the last newline, flushed to the log per line
+
+    std::size_t running_loops_ = 0;
+    bool pause_requested_ = false;
+    bool stop_requested_ = false;
+    std::optional<vm_stop_info> stop_info_;
+    std::vector<void_handler> pause_waiters_;
+    std::vector<void_handler> stop_waiters_;
+    std::list<console_waiter> console_waiters_;
+    std::list<stopped_waiter> stopped_waiters_;
+    std::uint64_t next_waiter_id_ = 1;
+};
+
+}  // namespace mimobox::vm::detail

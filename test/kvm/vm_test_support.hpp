@@ -1,0 +1,72 @@
+// Shared pieces of the kvm tests: configs for the built guest assets, and running a coroutine
+// on an io_context with a hard time limit.
+#pragma once
+
+#include "mimobox/vm/kvm_backend.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <string>
+
+namespace mimobox::test {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+/// Waits under the harness are long: nested KVM under TCG is 10-100x slower than hardware.
+inline constexpr auto guest_timeout = 120s;
+
+inline std::filesystem::path assets_dir() {
+    const char* dir = std::getenv("MIMOBOX_VM_ASSETS_DIR");
+    BOOST_REQUIRE_MESSAGE(dir && *dir, "MIMOBOX_VM_ASSETS_DIR is not set (run through kvm-run.sh)");
+    return dir;
+}
+
+inline vm::microvm_config guest_config(std::string cmdline_extra, unsigned vcpus = 1, std::uint32_t memory_mib = 128) {
+    vm::microvm_config cfg;
+    cfg.vcpu_count = vcpus;
+    cfg.memory_mib = memory_mib;
+    cfg.kernel = assets_dir() / "bzImage";
+    cfg.initramfs = assets_dir() / "initramfs.cpio.gz";
+    cfg.cmdline_extra = std::move(cmdline_extra);
+    return cfg;
+}
+
+/// Runs `body` to completion on a fresh io_context; fails the test if it throws or outlives `limit`.
+template <class Body>
+void run_coroutine(Body body, std::chrono::steady_clock::duration limit = 300s) {
+    asio::io_context ctx;
+    bool done = false;
+    std::exception_ptr error;
+    asio::co_spawn(ctx, body(ctx), [&](std::exception_ptr e) {
+        done = true;
+        error = e;
+    });
+    ctx.run_for(limit);
+    BOOST_REQUIRE_MESSAGE(done, "test coroutine did not finish in time");
+    if (error) std::rethrow_exception(error);
+}
+
+/// Waits for console text, failing after `limit`.
+inline asio::awaitable<boost::system::error_code> wait_console(vm::kvm_backend& vm, std::string text,
+                                                              std::chrono::steady_clock::duration limit = guest_timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+    auto result = co_await (vm.async_wait_console(text, asio::as_tuple(asio::use_awaitable)) ||
+                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 1) co_return asio::error::timed_out;
+    co_return std::get<0>(std::get<0>(result));
+}
+
+}  // namespace mimobox::test
