@@ -1,5 +1,6 @@
 // Boots a microVM and streams its serial console to stdout until the guest stops or the time
-// limit passes.   boot_console KERNEL INITRAMFS [SECONDS] [VCPUS] [EXTRA CMDLINE...]
+// limit passes. The kernel and initramfs come from MIMOBOX_VM_ASSETS_DIR (bzImage,
+// initramfs.cpio.gz).   boot_console [SECONDS] [VCPUS] [EXTRA KERNEL ARGUMENTS...]
 #include <mimobox/vm/kvm_backend.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -11,6 +12,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -18,16 +21,17 @@ namespace asio = boost::asio;
 using namespace mimobox::vm;
 
 int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::cerr << "usage: boot_console KERNEL INITRAMFS [SECONDS] [VCPUS] [EXTRA CMDLINE...]\n";
+    const char* assets = std::getenv("MIMOBOX_VM_ASSETS_DIR");
+    if (!assets) {
+        std::cerr << "usage: MIMOBOX_VM_ASSETS_DIR=DIR boot_console [SECONDS] [VCPUS] [EXTRA KERNEL ARGUMENTS...]\n";
         return 2;
     }
     microvm_config cfg;
-    cfg.kernel = argv[1];
-    cfg.initramfs = argv[2];
-    int seconds = argc > 3 ? std::stoi(argv[3]) : 10;
-    cfg.vcpu_count = argc > 4 ? static_cast<unsigned>(std::stoi(argv[4])) : 1;
-    for (int i = 5; i < argc; ++i) cfg.cmdline_extra += std::string(argv[i]) + " ";
+    cfg.kernel = std::filesystem::path(assets) / "bzImage";
+    cfg.initramfs = std::filesystem::path(assets) / "initramfs.cpio.gz";
+    int seconds = argc > 1 ? std::stoi(argv[1]) : 10;
+    cfg.vcpu_count = argc > 2 ? static_cast<unsigned>(std::stoi(argv[2])) : 1;
+    for (int i = 3; i < argc; ++i) cfg.cmdline_extra += std::string(argv[i]) + " ";
 
     asio::io_context ctx;
     kvm_backend vm(ctx.get_executor(), cfg);

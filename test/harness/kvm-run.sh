@@ -6,11 +6,12 @@
 # unusable; `harness` forces the harness even where KVM works (to keep the harness tested).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-probe="" assets=""
+probe="" assets="" harness_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --probe) probe=$2; shift 2 ;;
     --assets) assets=$2; shift 2 ;;
+    --with-exe|--with-file) harness_args+=("$1" "$2"); shift 2 ;;  # only the harness needs these
     --) shift; break ;;
     *) break ;;
   esac
@@ -30,6 +31,5 @@ if [ "$mode" != harness ]; then
 else
   echo "kvm-run: harness forced (MIMOBOX_KVM_MODE=harness)"
 fi
-args=()
-[ -n "$assets" ] && args+=(--assets "$assets")
-exec "$here/run-in-harness.sh" "${args[@]}" -- "$@"
+[ -n "$assets" ] && harness_args+=(--assets "$assets")
+exec "$here/run-in-harness.sh" "${harness_args[@]}" -- "$@"

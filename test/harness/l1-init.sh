@@ -3,7 +3,7 @@
 # report its exit code on the serial console, power off. Lines starting MIMOBOX_HARNESS_ are
 # read by run-in-harness.sh; anything else is the test's own output.
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev

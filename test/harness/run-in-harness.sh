@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Runs one test command inside an L1 VM (qemu-system-x86_64 -accel tcg -cpu max) whose Debian
 # cloud kernel loads kvm-amd, so the test gets a working /dev/kvm on a host without one.
-#   run-in-harness.sh [--assets DIR] [--timeout SECONDS] [--memory MIB] -- EXE [ARGS...]
+#   run-in-harness.sh [--assets DIR] [--timeout SECONDS] [--memory MIB]
+#                     [--with-exe PATH]... [--with-file PATH]... -- EXE [ARGS...]
+# --with-exe packs another executable (and its libraries) at the same path, --with-file a data file.
 # EXE and its shared libraries (from ldd), and the guest assets if given, are packed into the L1
 # initramfs. Exit status: the test's own, or 1 when the harness itself fails (QEMU missing, L1
 # panic, modules not loading, timeout); then the console tail is printed. Never a skip.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 assets="" timeout_s=${MIMOBOX_HARNESS_TIMEOUT:-600} memory_mib=3072
+extra_exes=() extra_files=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --assets) assets=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --memory) memory_mib=$2; shift 2 ;;
+    --with-exe) extra_exes+=("$2"); shift 2 ;;
+    --with-file) extra_files+=("$2"); shift 2 ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -35,10 +40,18 @@ cp "$busybox" "$root/bin/busybox"
 cp "$here/l1-init.sh" "$root/init"; chmod +x "$root/init"
 cp "$l1"/modules/*.ko "$root/harness/modules/"
 cp "$exe" "$root/harness/test/"
-# The executable's shared libraries, at the paths the dynamic loader will look for them.
-ldd "$exe" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | sort -u | while read -r lib; do
-  mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+# An executable's shared libraries, at the paths the dynamic loader will look for them.
+pack_libraries() {
+  ldd "$1" 2>/dev/null | awk '/=> \//{print $3} /^[ \t]*\//{print $1}' | sort -u | while read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"
+  done
+}
+pack_libraries "$exe"
+for extra in "${extra_exes[@]}" "${extra_files[@]}"; do
+  [ -e "$extra" ] || harness_fail "$extra does not exist"
+  mkdir -p "$root$(dirname "$extra")"; cp -L "$extra" "$root$extra"
 done
+for extra in "${extra_exes[@]}"; do pack_libraries "$extra"; done
 if [ -n "$assets" ]; then
   mkdir -p "$root/harness/assets"
   find -L "$assets" -maxdepth 1 -type f -exec cp -L {} "$root/harness/assets/" \; || harness_fail "cannot copy assets from $assets"

@@ -163,3 +163,20 @@ BOOST_AUTO_TEST_CASE(stop_before_boot_and_boot_twice_are_lifecycle_errors) {
         co_await stop_or_fail(vm);
     });
 }
+
+BOOST_AUTO_TEST_CASE(destroying_a_running_backend_stops_the_vm_and_joins_its_threads) {
+    const auto threads_before = count_entries("/proc/self/task");
+    asio::io_context ctx;
+    bool booted = false;
+    asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+        kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=count", 2));
+        co_await boot_or_fail(vm);
+        BOOST_REQUIRE(!co_await wait_console(vm, "MIMOBOX_COUNT=2\n"));
+        booted = true;
+        // vm goes out of scope while both vCPUs run.
+    }, asio::detached);
+    ctx.run_for(300s);
+    BOOST_TEST(booted);
+    BOOST_TEST(ctx.stopped(), "the io_context still had work: the VM did not stop");
+    BOOST_TEST(count_entries("/proc/self/task") == threads_before);
+}
