@@ -92,6 +92,7 @@ void machine::boot(void_handler h) {
         self->set_state(kvm_lifecycle::booting);
         if (auto ec = self->build()) {
             self->vcpus_.clear();
+            self->images_.reset();
             self->vm_.reset();
             self->set_state(kvm_lifecycle::stopped);
             self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
@@ -104,7 +105,9 @@ void machine::boot(void_handler h) {
 }
 
 machine::error_code machine::build() {
+    // Input first, platform second: a bad image or argument gets its own error on any host.
     if (auto ec = config_.validate()) return ec;
+    if (auto ec = prepare_images()) return ec;
     if (auto ec = cached_kvm_verdict()) return ec;
     auto sys = kvm::system::open();
     if (!sys) return microvm_errc::unsupported_platform;
@@ -171,7 +174,7 @@ machine::error_code machine::build() {
     return {};
 }
 
-machine::error_code machine::load_images() {
+machine::error_code machine::prepare_images() {
     auto kernel_file = read_file(config_.kernel, microvm_errc::kernel_not_found);
     if (!kernel_file) return kernel_file.error();
     auto image = boot::parse_kernel(*kernel_file);
@@ -184,19 +187,26 @@ machine::error_code machine::load_images() {
     if (auto ec = cmdline.append(config_.cmdline_extra)) return ec;
     if (auto ec = cmdline.check_length(std::min<std::size_t>(image->cmdline_size, boot::layout::cmdline_max - 1)))
         return ec;
-
-    const std::uint64_t total = std::uint64_t(config_.memory_mib) << 20;
-    auto initrd = boot::place_initrd(*image, total, initrd_file->size());
+    auto initrd = boot::place_initrd(*image, std::uint64_t(config_.memory_mib) << 20, initrd_file->size());
     if (!initrd) return initrd.error();
-    if (auto ec = boot::load_kernel(memory_, *image, *kernel_file)) return ec;
-    if (auto ec = memory_.write(memory::guest_addr(initrd->addr), std::as_bytes(std::span(*initrd_file)))) return ec;
-    std::string line = cmdline.str();
+    images_.emplace(prepared_images{std::move(*kernel_file), std::move(*image), std::move(*initrd_file), *initrd,
+                                    cmdline.str()});
+    return {};
+}
+
+machine::error_code machine::load_images() {
+    auto& p = *images_;
+    const std::uint64_t total = std::uint64_t(config_.memory_mib) << 20;
+    if (auto ec = boot::load_kernel(memory_, p.image, p.kernel_file)) return ec;
+    if (auto ec = memory_.write(memory::guest_addr(p.initrd.addr), std::as_bytes(std::span(p.initrd_file)))) return ec;
+    std::string line = p.cmdline;
     line.push_back('\0');
     if (auto ec = memory_.write(memory::guest_addr(boot::layout::cmdline), std::as_bytes(std::span(line)))) return ec;
-    if (auto ec = boot::write_zero_page(memory_, *image, *initrd, boot::e820_map(total))) return ec;
+    if (auto ec = boot::write_zero_page(memory_, p.image, p.initrd, boot::e820_map(total))) return ec;
     if (auto ec = boot::write_mptable(memory_, config_.vcpu_count)) return ec;
     if (auto ec = boot::write_boot_tables(memory_)) return ec;
-    boot_entry_ = image->entry_64;
+    boot_entry_ = p.image.entry_64;
+    images_.reset();  // the file bytes are in guest memory now
     return error_code{};
 }
 

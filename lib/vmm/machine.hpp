@@ -3,6 +3,8 @@
 // any thread may read). kvm_backend is the public face; this is its implementation.
 #pragma once
 
+#include "boot/kernel_image.hpp"
+#include "boot/zero_page.hpp"
 #include "devices/bus.hpp"
 #include "devices/i8042.hpp"
 #include "devices/serial.hpp"
@@ -73,7 +75,8 @@ private:
     class irqfd_line;
 
     error_code build();                   // everything between validate and starting vCPUs
-    error_code load_images();
+    error_code prepare_images();  // read, parse and place: no KVM needed
+    error_code load_images();     // copy into guest memory
     void start_vcpus();
     boost::asio::awaitable<void> exit_loop(std::size_t index);
     bool handle_exit(std::size_t index, vmm::vcpu_exit& exit);  // false: this vCPU must stop
@@ -95,6 +98,14 @@ private:
     std::optional<kvm::vm> vm_;
     memory::guest_memory memory_;
     std::uint64_t boot_entry_ = 0;
+    struct prepared_images {
+        std::vector<std::uint8_t> kernel_file;
+        boot::kernel_image image;
+        std::vector<std::uint8_t> initrd_file;
+        boot::initrd_placement initrd;
+        std::string cmdline;
+    };
+    std::optional<prepared_images> images_;
     std::vector<std::unique_ptr<vcpu_slot>> vcpus_;
 
     devices::bus pio_bus_;

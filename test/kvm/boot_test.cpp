@@ -180,3 +180,15 @@ BOOST_AUTO_TEST_CASE(destroying_a_running_backend_stops_the_vm_and_joins_its_thr
     BOOST_TEST(ctx.stopped(), "the io_context still had work: the VM did not stop");
     BOOST_TEST(count_entries("/proc/self/task") == threads_before);
 }
+
+BOOST_AUTO_TEST_CASE(elf_vmlinux_boots_through_the_64bit_entry) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto cfg = guest_config("");
+        cfg.kernel = assets_dir() / "vmlinux";
+        kvm_backend vm(ctx.get_executor(), cfg);
+        co_await boot_or_fail(vm);
+        auto ec = co_await wait_console(vm, "MIMOBOX_READY");
+        BOOST_REQUIRE_MESSAGE(!ec, "ready marker: " << ec.message() << "\nconsole:\n" << vm.console_output());
+        co_await stop_or_fail(vm);
+    });
+}
