@@ -1,0 +1,69 @@
+// virtio-mmio version 2 (virtio 1.2 §4.2.2) in front of one virtio_device: the register file,
+// the status handshake, feature negotiation, queue setup rules, interrupt status and reset.
+// Runs on the VM's strand (register accesses arrive as MMIO exits).
+#pragma once
+
+#include "devices/bus_device.hpp"
+#include "devices/interrupt_line.hpp"
+#include "memory/guest_memory.hpp"
+#include "virtio/virtio_device.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+namespace mimobox::virtio {
+
+namespace status {
+inline constexpr std::uint32_t acknowledge = 1, driver = 2, driver_ok = 4, features_ok = 8,
+                               device_needs_reset = 64, failed = 128;
+}
+inline constexpr std::uint64_t feature_version_1 = 1ull << 32;
+inline constexpr std::uint32_t interrupt_used_buffer = 1, interrupt_config_change = 2;
+
+class mmio_transport final : public devices::bus_device {
+public:
+    mmio_transport(virtio_device& device, const memory::guest_memory& memory, devices::interrupt_line& irq);
+
+    void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
+    void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+    /// Raises the used-buffer interrupt (the device calls this after returning buffers).
+    void signal_used_buffers();
+    /// The device found the driver breaking the contract: DEVICE_NEEDS_RESET plus a
+    /// configuration-change interrupt, and the device is told nothing more until the driver
+    /// resets it. The caller (the device) stops using its queues itself: the transport does
+    /// not call back into it from here, so this is safe inside the device's own processing.
+    void fail_device();
+
+    std::uint32_t device_status() const noexcept { return status_; }
+    std::uint64_t driver_features() const noexcept { return driver_features_; }
+    bool active() const noexcept { return active_; }
+
+private:
+    struct queue_registers {
+        std::uint16_t size = 0;
+        bool ready = false;
+        std::uint64_t desc = 0, driver = 0, device = 0;
+    };
+    std::uint32_t read_register(std::uint64_t offset);
+    void write_register(std::uint64_t offset, std::uint32_t value);
+    void write_status(std::uint32_t value);
+    void reset();
+    queue_registers* selected_queue();
+    bool queue_setup_allowed() const;
+
+    virtio_device& device_;
+    const memory::guest_memory& memory_;
+    devices::interrupt_line& irq_;
+    std::uint32_t status_ = 0;
+    std::uint32_t device_features_sel_ = 0, driver_features_sel_ = 0;
+    std::uint64_t driver_features_ = 0;
+    std::uint32_t queue_sel_ = 0;
+    std::uint32_t config_generation_ = 0;
+    std::atomic<std::uint32_t> interrupt_status_{0};
+    std::vector<queue_registers> queues_;
+    bool active_ = false;
+};
+
+}  // namespace mimobox::virtio

@@ -1,0 +1,72 @@
+// A split virtqueue seen from the device (virtio 1.2 §2.7). The guest owns the rings and may
+// rewrite them at any moment, so every index and address is read once, copied, checked, and
+// only then used; all guest memory goes through guest_memory::host_span.
+#pragma once
+
+#include "memory/guest_memory.hpp"
+#include "virtio/virtio_errc.hpp"
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace mimobox::virtio {
+
+struct queue_layout {
+    std::uint16_t size = 0;       // power of two, <= the device's maximum
+    std::uint64_t desc = 0;       // descriptor table, 16-byte aligned
+    std::uint64_t driver = 0;     // available ring, 2-byte aligned
+    std::uint64_t device = 0;     // used ring, 4-byte aligned
+};
+
+/// One buffer of a chain, already checked to lie inside guest RAM.
+struct buffer {
+    std::uint64_t addr;
+    std::uint32_t len;
+};
+
+struct descriptor_chain {
+    std::uint16_t head = 0;
+    std::vector<buffer> readable;  // device reads these (driver -> device), in order
+    std::vector<buffer> writable;  // device writes these (device -> driver), in order
+    std::uint64_t readable_bytes() const noexcept;
+    std::uint64_t writable_bytes() const noexcept;
+};
+
+class split_queue {
+public:
+    /// Per-chain byte limit: larger chains are a driver error, not an allocation.
+    static constexpr std::uint64_t max_chain_bytes = 16u << 20;
+
+    /// Checks alignment and that all three rings lie inside guest RAM (ring_out_of_memory).
+    static boost::system::result<split_queue> create(const memory::guest_memory& mem, const queue_layout& layout);
+
+    /// The next chain the driver made available, nullopt when there is none. An error means
+    /// the driver broke the contract; the queue must not be used again until reset.
+    boost::system::result<std::optional<descriptor_chain>> pop();
+    /// Returns a chain to the driver with `written` bytes written into its writable buffers.
+    boost::system::error_code push_used(std::uint16_t head, std::uint32_t written);
+    /// Whether the driver wants an interrupt for used buffers (VIRTQ_AVAIL_F_NO_INTERRUPT clear).
+    bool should_notify() const;
+    /// Chains popped and not yet returned.
+    std::size_t in_flight() const noexcept { return in_flight_; }
+    const queue_layout& layout() const noexcept { return layout_; }
+    std::uint16_t next_avail() const noexcept { return next_avail_; }
+    std::uint16_t next_used() const noexcept { return next_used_; }
+
+private:
+    split_queue(const memory::guest_memory& mem, const queue_layout& layout) : mem_(&mem), layout_(layout) {}
+    boost::system::result<descriptor_chain> walk(std::uint16_t head) const;
+    std::uint16_t load_u16(std::uint64_t addr) const;  // inside a checked ring
+
+    const memory::guest_memory* mem_;
+    queue_layout layout_;
+    std::uint16_t next_avail_ = 0;
+    std::uint16_t next_used_ = 0;
+    std::size_t in_flight_ = 0;
+    std::vector<bool> outstanding_;  // heads popped and not yet returned
+};
+
+}  // namespace mimobox::virtio

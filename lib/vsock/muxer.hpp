@@ -1,0 +1,60 @@
+// All vsock connections of one VM, sans-io: routes each guest packet to its connection (or
+// answers RST), accepts guest-initiated connections on host listener ports, allocates host
+// ports for host-initiated ones, and hands out the next packet for the guest's RX queue.
+// The virtio device model drives it; the Asio stream layer sits on top of its connections.
+#pragma once
+
+#include "vsock/connection.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <utility>
+
+namespace mimobox::vsock {
+
+class muxer {
+public:
+    /// Connections per VM; a REQUEST beyond it is answered with RST.
+    static constexpr std::size_t max_connections = 1024;
+    /// Host ports for host-initiated connections, as Firecracker: [2^30, 2^31).
+    static constexpr std::uint32_t ephemeral_first = 1u << 30, ephemeral_last = (1u << 31) - 1;
+
+    explicit muxer(std::uint64_t guest_cid) : guest_cid_(guest_cid) {}
+
+    /// A host-initiated connection to `guest_port`; its REQUEST is queued. nullopt when the
+    /// connection table is full.
+    std::optional<endpoint> connect(std::uint32_t guest_port);
+    /// Guest REQUESTs to `host_port` are accepted from now on (and reported by take_accepted).
+    void listen(std::uint32_t host_port) { listeners_.insert(host_port); }
+    void unlisten(std::uint32_t host_port) { listeners_.erase(host_port); }
+    /// Connections the guest opened to a listener, oldest first.
+    std::optional<endpoint> take_accepted(std::uint32_t host_port);
+
+    /// A packet from the guest's TX queue (payload is the RW data, already length-checked).
+    void on_guest_packet(const header& h, std::span<const std::uint8_t> payload);
+    /// The next packet for the guest's RX queue, payload at most `max_payload` bytes.
+    std::optional<outgoing_packet> poll_output(std::size_t max_payload);
+    bool has_output() const;
+
+    connection* find(const endpoint& ep);
+    /// Drops closed connections whose output has drained; returns how many.
+    std::size_t collect_closed();
+    std::size_t size() const noexcept { return connections_.size(); }
+    std::uint64_t guest_cid() const noexcept { return guest_cid_; }
+    /// TRANSPORT_RESET (snapshot restore) or VM stop: every connection fails with `why`.
+    void fail_all(vsock_errc why);
+
+private:
+    using key = std::pair<std::uint32_t, std::uint32_t>;  // (host port, guest port)
+    std::uint64_t guest_cid_;
+    std::map<key, connection> connections_;
+    std::set<std::uint32_t> listeners_;
+    std::map<std::uint32_t, std::deque<endpoint>> accepted_;
+    std::deque<header> stray_rsts_;  // RSTs for packets that match no connection
+    std::uint32_t next_port_ = ephemeral_first;
+    key last_served_{0, 0};
+};
+
+}  // namespace mimobox::vsock

@@ -1,0 +1,192 @@
+#include "virtio/mmio_transport.hpp"
+
+#define BOOST_TEST_MODULE mmio_transport
+#include <boost/test/unit_test.hpp>
+
+#include "../support/mock_driver.hpp"
+
+#include <cstring>
+
+using namespace mimobox;
+namespace st = virtio::status;
+
+namespace {
+
+struct counting_irq final : devices::interrupt_line {
+    int count = 0;
+    void trigger() override { ++count; }
+};
+
+struct fake_device final : virtio::virtio_device {
+    std::uint64_t offered = 1;  // one device feature bit
+    int activations = 0, resets = 0;
+    std::vector<std::size_t> notified;
+    std::size_t activated_queues = 0;
+    std::uint32_t device_id() const override { return 19; }
+    std::uint64_t device_features() const override { return offered; }
+    std::size_t queue_count() const override { return 2; }
+    std::uint16_t queue_max_size(std::size_t) const override { return 8; }
+    void read_config(std::uint64_t offset, std::span<std::uint8_t> data) override {
+        for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(0xa0 + offset + i);
+    }
+    void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+    boost::system::error_code activate(std::uint64_t, std::vector<virtio::split_queue> q) override {
+        ++activations;
+        activated_queues = q.size();
+        return {};
+    }
+    void notify(std::size_t q) override { notified.push_back(q); }
+    void reset() override { ++resets; }
+};
+
+struct fixture {
+    memory::guest_memory mem;
+    fake_device dev;
+    counting_irq irq;
+    std::optional<virtio::mmio_transport> t;
+    fixture() {
+        BOOST_REQUIRE(!mem.add_region(memory::guest_addr(0), memory::mapping::anonymous(1u << 20).value()));
+        t.emplace(dev, mem, irq);
+    }
+    std::uint32_t rd(std::uint64_t off) {
+        std::uint32_t v = 0;
+        t->read(off, std::span(reinterpret_cast<std::uint8_t*>(&v), 4));
+        return v;
+    }
+    void wr(std::uint64_t off, std::uint32_t v) { t->write(off, std::span(reinterpret_cast<const std::uint8_t*>(&v), 4)); }
+    void negotiate(std::uint64_t features = virtio::feature_version_1) {
+        wr(0x70, st::acknowledge);
+        wr(0x70, st::acknowledge | st::driver);
+        wr(0x24, 0);
+        wr(0x20, static_cast<std::uint32_t>(features));
+        wr(0x24, 1);
+        wr(0x20, static_cast<std::uint32_t>(features >> 32));
+        wr(0x70, st::acknowledge | st::driver | st::features_ok);
+    }
+    void setup_queue(std::uint32_t index, std::uint32_t size, std::uint64_t base) {
+        test::mock_driver layout_only(mem, static_cast<std::uint16_t>(size), base, 0x80000);
+        auto& l = layout_only.layout();
+        wr(0x30, index);
+        wr(0x38, size);
+        wr(0x80, static_cast<std::uint32_t>(l.desc));
+        wr(0x84, 0);
+        wr(0x90, static_cast<std::uint32_t>(l.driver));
+        wr(0x94, 0);
+        wr(0xa0, static_cast<std::uint32_t>(l.device));
+        wr(0xa4, 0);
+        wr(0x44, 1);
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(mmio, fixture)
+
+BOOST_AUTO_TEST_CASE(identity_registers_read_as_virtio_mmio_v2) {
+    BOOST_TEST(rd(0x000) == 0x74726976u);
+    BOOST_TEST(rd(0x004) == 2u);
+    BOOST_TEST(rd(0x008) == 19u);
+    wr(0x14, 1);
+    BOOST_TEST(rd(0x010) == 1u);  // VERSION_1 is bit 32
+    wr(0x14, 0);
+    BOOST_TEST(rd(0x010) == 1u);  // the device's own bit 0
+    BOOST_TEST(rd(0x100) == 0xa3a2a1a0u);
+}
+
+BOOST_AUTO_TEST_CASE(full_handshake_activates_device_with_every_queue) {
+    negotiate(virtio::feature_version_1 | 1);
+    BOOST_TEST((rd(0x70) & st::features_ok) != 0u);
+    setup_queue(0, 8, 0x1000);
+    setup_queue(1, 4, 0x3000);
+    BOOST_TEST(rd(0x44) == 1u);
+    wr(0x70, st::acknowledge | st::driver | st::features_ok | st::driver_ok);
+    BOOST_TEST(dev.activations == 1);
+    BOOST_TEST(dev.activated_queues == 2u);
+    BOOST_TEST(t->active());
+    wr(0x50, 1);
+    BOOST_TEST(dev.notified == std::vector<std::size_t>{1});
+}
+
+BOOST_AUTO_TEST_CASE(features_ok_refused_without_version_1_or_with_unoffered_bits) {
+    negotiate(1);  // legacy driver: no VERSION_1
+    BOOST_TEST((rd(0x70) & st::features_ok) == 0u);
+    wr(0x70, 0);
+    negotiate(virtio::feature_version_1 | (1u << 5));
+    BOOST_TEST((rd(0x70) & st::features_ok) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(queue_registers_ignored_before_features_ok) {
+    wr(0x70, st::acknowledge | st::driver);
+    wr(0x30, 0);
+    wr(0x38, 8);
+    wr(0x44, 1);
+    BOOST_TEST(rd(0x44) == 0u);
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(queue_larger_than_max_or_rings_outside_memory_need_reset) {
+    negotiate();
+    setup_queue(0, 16, 0x1000);  // max is 8
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) != 0u);
+    BOOST_TEST((rd(0x60) & virtio::interrupt_config_change) != 0u);
+    BOOST_TEST(irq.count == 1);
+    wr(0x70, 0);
+    negotiate();
+    setup_queue(0, 8, (1u << 20) - 0x40);  // rings run past the end of RAM
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) != 0u);
+    BOOST_TEST(rd(0x44) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(driver_ok_without_all_queues_ready_fails_the_device) {
+    negotiate();
+    setup_queue(0, 8, 0x1000);
+    wr(0x70, st::acknowledge | st::driver | st::features_ok | st::driver_ok);
+    BOOST_TEST(dev.activations == 0);
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) != 0u);
+}
+
+BOOST_AUTO_TEST_CASE(notify_before_driver_ok_is_ignored) {
+    negotiate();
+    wr(0x50, 0);
+    BOOST_TEST(dev.notified.empty());
+}
+
+BOOST_AUTO_TEST_CASE(interrupt_status_is_acknowledged_bit_by_bit) {
+    t->signal_used_buffers();
+    BOOST_TEST(rd(0x60) == virtio::interrupt_used_buffer);
+    BOOST_TEST(irq.count == 1);
+    wr(0x64, 2);
+    BOOST_TEST(rd(0x60) == virtio::interrupt_used_buffer);
+    wr(0x64, 1);
+    BOOST_TEST(rd(0x60) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(status_zero_resets_everything_and_bumps_generation) {
+    negotiate();
+    setup_queue(0, 8, 0x1000);
+    auto gen = rd(0xfc);
+    wr(0x70, 0);
+    BOOST_TEST(rd(0x70) == 0u);
+    BOOST_TEST(rd(0xfc) == gen + 1);
+    wr(0x30, 0);
+    BOOST_TEST(rd(0x44) == 0u);
+    BOOST_TEST(dev.resets >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(status_bits_cannot_be_cleared_except_by_reset) {
+    negotiate();
+    wr(0x70, st::acknowledge);
+    BOOST_TEST((rd(0x70) & st::features_ok) != 0u);
+}
+
+BOOST_AUTO_TEST_CASE(narrow_or_unaligned_register_access_is_ignored) {
+    std::uint8_t b = 0xff;
+    t->read(0x000, std::span(&b, 1));
+    BOOST_TEST(b == 0);
+    std::uint16_t h = 0;
+    t->write(0x070, std::span(reinterpret_cast<const std::uint8_t*>(&h), 2));
+    wr(0x071, 1);
+    BOOST_TEST(rd(0x70) == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
