@@ -19,6 +19,7 @@ public:
         case microvm_errc::initramfs_not_found: return "initramfs file not found or unreadable";
         case microvm_errc::cmdline_too_long: return "kernel command line exceeds the kernel's limit";
         case microvm_errc::cmdline_invalid: return "kernel command line argument contains a control character";
+        case microvm_errc::invalid_vsock_cid: return "vsock_cid must be at least 3 and not 0xffffffff";
         case microvm_errc::not_a_kernel: return "file is neither a bzImage nor an ELF kernel";
         case microvm_errc::truncated_kernel: return "kernel image is truncated";
         case microvm_errc::boot_protocol_too_old: return "bzImage boot protocol is older than 2.12 or lacks a 64-bit entry";

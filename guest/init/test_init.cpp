@@ -4,13 +4,18 @@
 //   (absent)   idle forever            cpus     print the online CPU count, then idle
 //   count      print a counter forever exit=N   exit with code N (the kernel then panics)
 //   abort      die by SIGABRT          reboot   ask the kernel to reboot (reboot=t ends the VM)
+//   vsock=PORT print the vsock CID, connect to the host (CID 2) at PORT, print the outcome
 // Static, C library only: it has to start before anything else exists in the guest.
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -61,6 +66,20 @@ std::string cmdline_value(const char* key) {
     return {};
 }
 
+void vsock_probe(unsigned port) {
+    unsigned cid = 0;
+    int dev = ::open("/dev/vsock", O_RDONLY);
+    if (dev >= 0 && ::ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) == 0) std::printf("MIMOBOX_VSOCK_CID=%u\n", cid);
+    else std::printf("MIMOBOX_VSOCK_CID=error:%s\n", std::strerror(errno));
+    int s = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_HOST;
+    addr.svm_port = port;
+    if (s >= 0 && ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) std::printf("MIMOBOX_VSOCK_CONNECT=ok\n");
+    else std::printf("MIMOBOX_VSOCK_CONNECT=%s\n", std::strerror(errno));
+}
+
 [[noreturn]] void idle() {
     for (;;) ::pause();
 }
@@ -90,6 +109,10 @@ int main() {
         return code;
     }
     if (mode == "abort") std::abort();
+    if (mode.rfind("vsock=", 0) == 0) {
+        vsock_probe(static_cast<unsigned>(std::atoi(mode.c_str() + 6)));
+        idle();
+    }
     if (mode == "reboot") {
         ::sync();
         ::reboot(RB_AUTOBOOT);

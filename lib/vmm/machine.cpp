@@ -13,6 +13,9 @@
 #include "platform_verdict.hpp"
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -36,6 +39,11 @@ namespace {
 constexpr const char* base_cmdline =
     "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
     "8250.nr_uarts=1 tsc=reliable no_timer_check";
+// The vsock device at the start of the MMIO gap, GSI 5 (Linux: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+constexpr std::uint64_t vsock_mmio_base = boot::layout::virtio_mmio_base;
+constexpr std::uint32_t vsock_gsi = 5;
+constexpr const char* vsock_cmdline = "virtio_mmio.device=4K@0xd0000000:5";
+constexpr std::uint64_t queue_notify_offset = 0x50;
 constexpr std::uint16_t com1_port = 0x3f8;
 constexpr std::uint32_t com1_gsi = 4;
 constexpr std::uint16_t i8042_port = 0x60;
@@ -98,6 +106,7 @@ void machine::boot(void_handler h) {
             self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
             return self->complete(std::move(h), ec);
         }
+        self->start_queue_workers();
         self->start_vcpus();
         self->set_state(kvm_lifecycle::running);
         self->complete(std::move(h), error_code{});
@@ -151,6 +160,7 @@ machine::error_code machine::build() {
     i8042_ = std::make_unique<devices::i8042>([this] { begin_stop(kvm_exit_reason::guest_reboot, "i8042 reset"); });
     pio_bus_.add(com1_port, 8, *serial_);
     pio_bus_.add(i8042_port, 5, *i8042_);
+    if (auto ec = add_vsock_device()) return ec;
 
     // vCPUs: CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
     auto mmap_size = kvm_->vcpu_mmap_size();
@@ -174,6 +184,46 @@ machine::error_code machine::build() {
     return {};
 }
 
+// virtio-vsock: transport on the MMIO bus, its interrupt on an irqfd, and one ioeventfd per
+// queue so the guest's QueueNotify writes wake a coroutine instead of exiting a vCPU.
+machine::error_code machine::add_vsock_device() {
+    auto make_eventfd = [](kvm::unique_fd& out) -> error_code {
+        int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0) return error_code(errno, boost::system::system_category());
+        out.reset(fd);
+        return {};
+    };
+    kvm::unique_fd irq_fd;
+    if (auto ec = make_eventfd(irq_fd)) return ec;
+    vsock_irq_ = std::make_unique<irqfd_line>(std::move(irq_fd));
+    if (auto ec = vm_->assign_irqfd(vsock_irq_->fd(), vsock_gsi)) return ec;
+    muxer_ = std::make_unique<vsock::muxer>(config_.vsock_cid);
+    vsock_ = std::make_unique<vsock::vsock_device>(memory_, *muxer_);
+    vsock_transport_ = std::make_unique<virtio::mmio_transport>(*vsock_, memory_, *vsock_irq_);
+    vsock_->attach(*vsock_transport_);
+    mmio_bus_.add(vsock_mmio_base, 0x1000, *vsock_transport_);
+    for (std::uint32_t q = 0; q < vsock_->queue_count(); ++q) {
+        kvm::unique_fd fd;
+        if (auto ec = make_eventfd(fd)) return ec;
+        if (auto ec = vm_->assign_ioeventfd(fd.get(), vsock_mmio_base + queue_notify_offset, 4, q)) return ec;
+        queue_events_.emplace_back(strand_, fd.release());
+    }
+    return {};
+}
+
+// One coroutine per queue: wait for the guest's notification (an ioeventfd), then let the
+// device move packets. Ends when the descriptor is closed at stop.
+asio::awaitable<void> machine::queue_worker(std::size_t index) {
+    auto self = shared_from_this();
+    std::uint64_t count = 0;
+    for (;;) {
+        auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
+                                                                      asio::as_tuple(asio::use_awaitable));
+        if (ec) break;
+        if (vsock_transport_->active()) vsock_->process();
+    }
+}
+
 machine::error_code machine::prepare_images() {
     auto kernel_file = read_file(config_.kernel, microvm_errc::kernel_not_found);
     if (!kernel_file) return kernel_file.error();
@@ -184,6 +234,7 @@ machine::error_code machine::prepare_images() {
 
     boot::kernel_cmdline cmdline;
     if (auto ec = cmdline.append(base_cmdline)) return ec;
+    if (auto ec = cmdline.append(vsock_cmdline)) return ec;
     if (auto ec = cmdline.append(config_.cmdline_extra)) return ec;
     if (auto ec = cmdline.check_length(std::min<std::size_t>(image->cmdline_size, boot::layout::cmdline_max - 1)))
         return ec;
@@ -208,6 +259,11 @@ machine::error_code machine::load_images() {
     boot_entry_ = p.image.entry_64;
     images_.reset();  // the file bytes are in guest memory now
     return error_code{};
+}
+
+void machine::start_queue_workers() {
+    for (std::size_t i = 0; i < queue_events_.size(); ++i)
+        asio::co_spawn(strand_, queue_worker(i), asio::detached);
 }
 
 void machine::start_vcpus() {
@@ -308,6 +364,11 @@ void machine::on_loop_finished() {
 void machine::finish_stop() {
     if (state() == kvm_lifecycle::stopped) return;
     for (auto& slot : vcpus_) slot->thread->stop_and_join();
+    for (auto& ev : queue_events_) {
+        boost::system::error_code ignored;
+        ev.close(ignored);  // ends the queue workers
+    }
+    if (muxer_) muxer_->fail_all(vsock::vsock_errc::connection_reset);
     set_state(kvm_lifecycle::stopped);
     for (auto& h : std::exchange(pause_waiters_, {})) complete(std::move(h), error_code(lifecycle_errc::vm_stopped));
     for (auto& h : std::exchange(stop_waiters_, {})) complete(std::move(h), error_code{});

@@ -14,11 +14,25 @@ for m in irqbypass kvm kvm-amd; do
 done
 [ -c /dev/kvm ] || fail "/dev/kvm missing after loading kvm-amd"
 echo "MIMOBOX_HARNESS_KVM_READY cpus=$(grep -c ^processor /proc/cpuinfo)"
+watchdog=$(sed -n 's/.*mimobox.watchdog=\([0-9]*\).*/\1/p' /proc/cmdline)
 export MIMOBOX_KVM_MODE=native HOME=/tmp BOOST_TEST_COLOR_OUTPUT=no
 [ -d /harness/assets ] && export MIMOBOX_VM_ASSETS_DIR=/harness/assets
 cd /harness/test
-sh /harness/test/command
+# Watchdog: if the test outlives MIMOBOX_L1_WATCHDOG seconds, show where its threads wait
+# (kernel stacks) before the host-side timeout kills the L1, so a hang can be told from a wedge.
+sh /harness/test/command &
+test_pid=$!
+( sleep "${watchdog:-240}"
+  echo "MIMOBOX_HARNESS_WATCHDOG: test still running after ${watchdog:-240}s; thread states:"
+  for t in /proc/[0-9]*/task/*; do
+    [ -r "$t/stat" ] || continue
+    echo "$t $(cut -d' ' -f2,3 "$t/stat") wchan=$(cat "$t/wchan" 2>/dev/null)"
+    cat "$t/stack" 2>/dev/null | head -n 6
+  done ) &
+wd_pid=$!
+wait "$test_pid"
 rc=$?
+kill "$wd_pid" 2>/dev/null
 # Own line: the test may have left its last line unterminated.
 printf '\nMIMOBOX_HARNESS_EXIT=%d\n' "$rc"
 poweroff -f

@@ -9,7 +9,7 @@
 # panic, modules not loading, timeout); then the console tail is printed. Never a skip.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-assets="" timeout_s=${MIMOBOX_HARNESS_TIMEOUT:-600} memory_mib=3072
+assets="" timeout_s=${MIMOBOX_HARNESS_TIMEOUT:-420} memory_mib=3072
 extra_exes=() extra_files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -70,7 +70,7 @@ echo "harness: L1 = $(basename "$l1") under QEMU TCG, running $(basename "$exe")
 boot_l1() {
   timeout --signal=KILL "$timeout_s" "$qemu" -accel tcg -cpu max -smp 2 -m "$memory_mib" -M q35 \
     -kernel "$l1/vmlinuz" -initrd "$work/l1.cpio" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mimobox.watchdog=$(( timeout_s - 60 ))" \
     -display none -monitor none -serial "file:$console" -no-reboot -nodefaults </dev/null
 }
 start=$(date +%s)

@@ -192,3 +192,19 @@ BOOST_AUTO_TEST_CASE(elf_vmlinux_boots_through_the_64bit_entry) {
         co_await stop_or_fail(vm);
     });
 }
+
+BOOST_AUTO_TEST_CASE(guest_vsock_driver_finds_the_device_and_gets_rst_without_listener) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto cfg = guest_config("mimobox.test=vsock=4444");
+        cfg.vsock_cid = 7;
+        kvm_backend vm(ctx.get_executor(), cfg);
+        co_await boot_or_fail(vm);
+        auto ec = co_await wait_console(vm, "MIMOBOX_VSOCK_CONNECT=");
+        BOOST_REQUIRE_MESSAGE(!ec, "vsock probe: " << ec.message() << "\nconsole:\n" << vm.console_output());
+        auto out = vm.console_output();
+        BOOST_TEST(out.find("MIMOBOX_VSOCK_CID=7\n") != std::string::npos, out);
+        // Nobody listens on the host: the muxer answers the guest's REQUEST with RST.
+        BOOST_TEST(out.find("MIMOBOX_VSOCK_CONNECT=Connection reset by peer") != std::string::npos, out);
+        co_await stop_or_fail(vm);
+    });
+}

@@ -23,6 +23,9 @@ struct microvm_config {
     std::filesystem::path initramfs;  ///< gzip or plain newc cpio
     std::string cmdline_extra;        ///< appended to the VMM's arguments; no control characters
     std::size_t console_capacity = 64 * 1024;  ///< bytes of serial output kept (the tail)
+    /// The guest's vsock context id (3 and up; 0-2 are reserved, 0xffffffff is "any"). Each VM
+    /// has its own in-process device, so every VM may use the same CID.
+    std::uint32_t vsock_cid = 3;
 
     /// Checks what can be checked without KVM or reading the images: vCPU and memory bounds,
     /// that both files exist and are regular, that cmdline_extra has no control characters.

@@ -20,6 +20,7 @@ enum class microvm_errc {
     initramfs_not_found,
     cmdline_too_long,          ///< over the kernel's cmdline_size
     cmdline_invalid,           ///< NUL, newline or another control character in an extra argument
+    invalid_vsock_cid,         ///< vsock_cid below 3 or 0xffffffff
     // guest images (lib/boot)
     not_a_kernel,              ///< neither a bzImage nor an ELF
     truncated_kernel,          ///< the file ends before the header's sizes say

@@ -1,0 +1,133 @@
+#include "vsock/vsock_device.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mimobox::vsock {
+
+void vsock_device::read_config(std::uint64_t offset, std::span<std::uint8_t> data) {
+    // le64 guest_cid; the driver reads it as two 32-bit halves.
+    const std::uint64_t cid = mux_.guest_cid();
+    for (std::size_t i = 0; i < data.size(); ++i) {
+        const std::uint64_t at = offset + i;
+        data[i] = at < 8 ? static_cast<std::uint8_t>(cid >> (8 * at)) : 0;
+    }
+}
+
+boost::system::error_code vsock_device::activate(std::uint64_t, std::vector<virtio::split_queue> queues) {
+    if (queues.size() != queue_count()) return virtio::virtio_errc::ring_out_of_memory;
+    queues_ = std::move(queues);
+    return {};
+}
+
+void vsock_device::notify(std::size_t) { process(); }
+
+void vsock_device::reset() {
+    queues_.clear();
+    mux_.fail_all(vsock_errc::connection_reset);  // the driver's reset ends every stream
+}
+
+void vsock_device::fail(const boost::system::error_code&) {
+    queues_.clear();
+    mux_.fail_all(vsock_errc::connection_reset);
+    if (transport_) transport_->fail_device();
+}
+
+void vsock_device::process() {
+    if (!active()) return;
+    bool used = process_tx();
+    if (!active()) return;
+    used |= process_rx();
+    if (!active()) return;
+    if (used && transport_ &&
+        (queues_[rx_queue].should_notify() || queues_[tx_queue].should_notify()))
+        transport_->signal_used_buffers();
+}
+
+std::optional<std::vector<std::uint8_t>> vsock_device::gather(const virtio::descriptor_chain& chain, std::size_t limit) const {
+    std::vector<std::uint8_t> out;
+    out.reserve(std::min<std::uint64_t>(chain.readable_bytes(), limit));
+    for (const auto& b : chain.readable) {
+        const std::size_t take = std::min<std::size_t>(b.len, limit - out.size());
+        const std::size_t at = out.size();
+        out.resize(at + take);
+        // split_queue checked the buffer lies in guest RAM; read() checks again and copies.
+        if (memory_.read(memory::guest_addr(b.addr), std::as_writable_bytes(std::span(out.data() + at, take))))
+            return std::nullopt;
+        if (out.size() == limit) break;
+    }
+    return out;
+}
+
+bool vsock_device::process_tx() {
+    bool used = false;
+    auto& q = queues_[tx_queue];
+    for (;;) {
+        auto next = q.pop();
+        if (!next) {
+            fail(next.error());
+            return used;
+        }
+        if (!*next) return used;
+        const auto& chain = **next;
+        // Header and payload may be split across descriptors in any way: read them as a stream.
+        auto bytes = gather(chain, header_size + max_payload);
+        if (bytes && bytes->size() >= header_size) {
+            const header h = decode(std::span<const std::uint8_t, header_size>(bytes->data(), header_size));
+            const std::size_t payload_len = bytes->size() - header_size;
+            if (h.len <= payload_len && (h.operation == op::rw || h.len == 0)) {
+                mux_.on_guest_packet(h, std::span(bytes->data() + header_size, h.len));
+            } else {
+                ++dropped_;  // length lies about the payload, or payload on a control packet
+            }
+        } else {
+            ++dropped_;
+        }
+        if (auto ec = q.push_used(chain.head, 0)) {
+            fail(ec);
+            return used;
+        }
+        used = true;
+    }
+}
+
+bool vsock_device::process_rx() {
+    bool used = false;
+    auto& q = queues_[rx_queue];
+    while (mux_.has_output()) {
+        auto next = q.pop();
+        if (!next) {
+            fail(next.error());
+            return used;
+        }
+        if (!*next) break;  // no buffers: the muxer keeps its packets until the guest posts more
+        const auto& chain = **next;
+        std::uint32_t written = 0;
+        if (chain.writable_bytes() >= header_size) {
+            const std::size_t room = std::min<std::uint64_t>(chain.writable_bytes() - header_size, max_payload);
+            if (auto p = mux_.poll_output(room)) {
+                std::vector<std::uint8_t> bytes(header_size + p->payload.size());
+                p->hdr.len = static_cast<std::uint32_t>(p->payload.size());
+                auto hdr = encode(p->hdr);
+                std::memcpy(bytes.data(), hdr.data(), header_size);
+                std::copy(p->payload.begin(), p->payload.end(), bytes.begin() + header_size);
+                std::size_t off = 0;
+                for (const auto& b : chain.writable) {
+                    if (off == bytes.size()) break;
+                    const std::size_t n = std::min<std::size_t>(b.len, bytes.size() - off);
+                    if (memory_.write(memory::guest_addr(b.addr), std::as_bytes(std::span(bytes.data() + off, n)))) break;
+                    off += n;
+                }
+                written = static_cast<std::uint32_t>(off);
+            }
+        }
+        if (auto ec = q.push_used(chain.head, written)) {
+            fail(ec);
+            return used;
+        }
+        used = true;
+    }
+    return used;
+}
+
+}  // namespace mimobox::vsock

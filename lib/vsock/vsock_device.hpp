@@ -1,0 +1,57 @@
+// The virtio-vsock device model (device id 19): moves packets between the guest's virtqueues
+// and the muxer. Sans-io with respect to KVM: it sees guest memory and queues only, so it is
+// tested with the driver-side mock. A malformed packet is dropped; a broken descriptor chain
+// fails the device (DEVICE_NEEDS_RESET) through the transport.
+#pragma once
+
+#include "virtio/mmio_transport.hpp"
+#include "virtio/virtio_device.hpp"
+#include "vsock/muxer.hpp"
+
+#include <optional>
+#include <vector>
+
+namespace mimobox::vsock {
+
+class vsock_device final : public virtio::virtio_device {
+public:
+    enum queue_index : std::size_t { rx_queue = 0, tx_queue = 1, event_queue = 2 };
+    static constexpr std::uint16_t queue_size = 256;
+    /// Largest RW payload accepted from the guest (Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE).
+    static constexpr std::uint32_t max_payload = 64 * 1024;
+
+    vsock_device(const memory::guest_memory& memory, muxer& mux) : memory_(memory), mux_(mux) {}
+    /// The transport in front of this device, for interrupts and failure reports.
+    void attach(virtio::mmio_transport& transport) { transport_ = &transport; }
+
+    std::uint32_t device_id() const override { return 19; }
+    std::uint64_t device_features() const override { return 0; }  // stream only, no extras
+    std::size_t queue_count() const override { return 3; }
+    std::uint16_t queue_max_size(std::size_t) const override { return queue_size; }
+    void read_config(std::uint64_t offset, std::span<std::uint8_t> data) override;
+    void write_config(std::uint64_t, std::span<const std::uint8_t>) override {}
+    boost::system::error_code activate(std::uint64_t driver_features, std::vector<virtio::split_queue> queues) override;
+    void notify(std::size_t queue) override;
+    void reset() override;
+
+    /// Drains the TX queue into the muxer, then fills RX buffers from it. Call after a
+    /// notification or after the host side queued output. Raises the used-buffer interrupt
+    /// when the driver asked for it.
+    void process();
+    bool active() const noexcept { return !queues_.empty(); }
+    std::uint64_t packets_dropped() const noexcept { return dropped_; }
+
+private:
+    bool process_tx();  // true if buffers were returned
+    bool process_rx();
+    void fail(const boost::system::error_code& ec);
+    std::optional<std::vector<std::uint8_t>> gather(const virtio::descriptor_chain& chain, std::size_t limit) const;
+
+    const memory::guest_memory& memory_;
+    muxer& mux_;
+    virtio::mmio_transport* transport_ = nullptr;
+    std::vector<virtio::split_queue> queues_;
+    std::uint64_t dropped_ = 0;
+};
+
+}  // namespace mimobox::vsock
