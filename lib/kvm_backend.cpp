@@ -1,6 +1,10 @@
 #include "mimobox/vm/kvm_backend.hpp"
 
+#include "mimobox/vm/lifecycle_errc.hpp"
 #include "vmm/machine.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/post.hpp>
 
 namespace mimobox::vm {
 
@@ -38,6 +42,27 @@ void kvm_backend::initiate_wait_stopped(boost::asio::any_completion_handler<void
 }
 void kvm_backend::initiate_wait_console(std::string text, void_handler h) {
     machine_->wait_console(std::move(text), std::move(h));
+}
+
+namespace {
+// VM without a vsock device (not booted): complete with invalid_state, through post.
+void no_device(kvm_backend::executor_type ex, boost::asio::any_completion_handler<void(boost::system::error_code, vsock_stream)> h) {
+    boost::asio::post(ex, boost::asio::append(std::move(h), boost::system::error_code(lifecycle_errc::invalid_state), vsock_stream{}));
+}
+}  // namespace
+
+void kvm_backend::initiate_vsock_connect(std::uint32_t guest_port, stream_handler h) {
+    machine_->with_vsock([port = guest_port, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
+        if (host) host->connect(port, std::move(h));
+        else no_device(ex, std::move(h));
+    });
+}
+
+void kvm_backend::initiate_vsock_accept(std::uint32_t host_port, stream_handler h) {
+    machine_->with_vsock([port = host_port, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
+        if (host) host->accept(port, std::move(h));
+        else no_device(ex, std::move(h));
+    });
 }
 
 }  // namespace mimobox::vm

@@ -5,6 +5,8 @@
 //   count      print a counter forever exit=N   exit with code N (the kernel then panics)
 //   abort      die by SIGABRT          reboot   ask the kernel to reboot (reboot=t ends the VM)
 //   vsock=PORT print the vsock CID, connect to the host (CID 2) at PORT, print the outcome
+//   vsock-echo=PORT   echo server on guest vsock PORT, a process per connection
+//   vsock-hello=PORT  connect to the host at PORT, send a greeting, print the reply
 // Static, C library only: it has to start before anything else exists in the guest.
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -13,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,6 +83,67 @@ void vsock_probe(unsigned port) {
     else std::printf("MIMOBOX_VSOCK_CONNECT=%s\n", std::strerror(errno));
 }
 
+[[noreturn]] void vsock_echo_server(unsigned port) {
+    int ls = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = port;
+    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 64) != 0) {
+        std::printf("MIMOBOX_VSOCK_ECHO=error:%s\n", std::strerror(errno));
+        for (;;) ::pause();
+    }
+    std::printf("MIMOBOX_VSOCK_ECHO=listening\n");
+    std::fflush(stdout);
+    for (;;) {
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+        int c = ::accept(ls, nullptr, nullptr);
+        if (c < 0) continue;
+        if (::fork() == 0) {
+            static char buf[64 * 1024];
+            for (;;) {
+                ssize_t n = ::read(c, buf, sizeof buf);
+                if (n <= 0) break;
+                for (ssize_t off = 0; off < n;) {
+                    ssize_t w = ::write(c, buf + off, static_cast<std::size_t>(n - off));
+                    if (w <= 0) ::_exit(1);
+                    off += w;
+                }
+            }
+            ::close(c);
+            ::_exit(0);
+        }
+        ::close(c);
+    }
+}
+
+void vsock_hello(unsigned port) {
+    int s = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_HOST;
+    addr.svm_port = port;
+    for (int attempt = 0; attempt < 50; ++attempt) {  // the host may start listening a little later
+        if (::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
+        ::close(s);
+        s = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+        timespec ts{0, 100'000'000};
+        ::nanosleep(&ts, nullptr);
+    }
+    const char hello[] = "hello from the guest";
+    if (::write(s, hello, sizeof hello - 1) != static_cast<ssize_t>(sizeof hello - 1)) {
+        std::printf("MIMOBOX_VSOCK_HELLO=error:%s\n", std::strerror(errno));
+        return;
+    }
+    ::shutdown(s, SHUT_WR);
+    char reply[256] = {};
+    std::size_t got = 0;
+    for (ssize_t n; got < sizeof reply - 1 && (n = ::read(s, reply + got, sizeof reply - 1 - got)) > 0;) got += static_cast<std::size_t>(n);
+    std::printf("MIMOBOX_VSOCK_REPLY=%s\n", reply);
+    ::close(s);
+}
+
 [[noreturn]] void idle() {
     for (;;) ::pause();
 }
@@ -109,6 +173,11 @@ int main() {
         return code;
     }
     if (mode == "abort") std::abort();
+    if (mode.rfind("vsock-echo=", 0) == 0) vsock_echo_server(static_cast<unsigned>(std::atoi(mode.c_str() + 11)));
+    if (mode.rfind("vsock-hello=", 0) == 0) {
+        vsock_hello(static_cast<unsigned>(std::atoi(mode.c_str() + 12)));
+        idle();
+    }
     if (mode.rfind("vsock=", 0) == 0) {
         vsock_probe(static_cast<unsigned>(std::atoi(mode.c_str() + 6)));
         idle();

@@ -11,6 +11,8 @@
 #include "mimobox/vm/lifecycle_errc.hpp"
 #include "mimobox/vm/microvm_errc.hpp"
 #include "platform_verdict.hpp"
+#include "vmm/irqfd_line.hpp"
+#include "vmm/vsock_channel.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -40,10 +42,8 @@ constexpr const char* base_cmdline =
     "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
     "8250.nr_uarts=1 tsc=reliable no_timer_check";
 // The vsock device at the start of the MMIO gap, GSI 5 (Linux: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
-constexpr std::uint64_t vsock_mmio_base = boot::layout::virtio_mmio_base;
-constexpr std::uint32_t vsock_gsi = 5;
 constexpr const char* vsock_cmdline = "virtio_mmio.device=4K@0xd0000000:5";
-constexpr std::uint64_t queue_notify_offset = 0x50;
+static_assert(vmm::vsock_host::mmio_base == boot::layout::virtio_mmio_base && vmm::vsock_host::gsi == 5);
 constexpr std::uint16_t com1_port = 0x3f8;
 constexpr std::uint32_t com1_gsi = 4;
 constexpr std::uint16_t i8042_port = 0x60;
@@ -57,20 +57,6 @@ boost::system::result<std::vector<std::uint8_t>> read_file(const std::filesystem
 }
 
 }  // namespace
-
-// KVM_IRQFD: writing the eventfd injects the GSI without a trip through this process's vCPUs.
-class machine::irqfd_line final : public devices::interrupt_line {
-public:
-    explicit irqfd_line(kvm::unique_fd fd) : fd_(std::move(fd)) {}
-    int fd() const { return fd_.get(); }
-    void trigger() override {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(fd_.get(), &one, sizeof one);  // EAGAIN only if 2^64-1 pending
-    }
-
-private:
-    kvm::unique_fd fd_;
-};
 
 machine::machine(asio::any_io_executor executor, microvm_config config)
     : strand_(asio::make_strand(std::move(executor))),
@@ -106,7 +92,7 @@ void machine::boot(void_handler h) {
             self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
             return self->complete(std::move(h), ec);
         }
-        self->start_queue_workers();
+        self->vsock_->start(self);
         self->start_vcpus();
         self->set_state(kvm_lifecycle::running);
         self->complete(std::move(h), error_code{});
@@ -152,15 +138,18 @@ machine::error_code machine::build() {
     if (auto ec = load_images()) return ec;
 
     // Devices: COM1 with its interrupt on an irqfd, and the i8042's reset line.
-    int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0) return error_code(errno, boost::system::system_category());
-    serial_irq_ = std::make_unique<irqfd_line>(kvm::unique_fd(efd));
+    serial_irq_ = std::make_unique<vmm::irqfd_line>();
+    if (serial_irq_->fd() < 0) return error_code(errno, boost::system::system_category());
     if (auto ec = vm_->assign_irqfd(serial_irq_->fd(), com1_gsi)) return ec;
     serial_ = std::make_unique<devices::serial>(*serial_irq_, [this](std::uint8_t b) { on_console_byte(b); });
     i8042_ = std::make_unique<devices::i8042>([this] { begin_stop(kvm_exit_reason::guest_reboot, "i8042 reset"); });
     pio_bus_.add(com1_port, 8, *serial_);
     pio_bus_.add(i8042_port, 5, *i8042_);
-    if (auto ec = add_vsock_device()) return ec;
+    vsock_ = std::make_unique<vmm::vsock_host>(strand_, memory_, config_.vsock_cid,
+                                               [weak = weak_from_this(), ex = strand_](const vsock::endpoint& ep) {
+                                                   return vm::vsock_stream(std::make_shared<vsock_channel>(weak, ex, ep));
+                                               });
+    if (auto ec = vsock_->attach(*vm_, mmio_bus_)) return ec;
 
     // vCPUs: CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
     auto mmap_size = kvm_->vcpu_mmap_size();
@@ -182,46 +171,6 @@ machine::error_code machine::build() {
         vcpus_.push_back(std::move(slot_ptr));
     }
     return {};
-}
-
-// virtio-vsock: transport on the MMIO bus, its interrupt on an irqfd, and one ioeventfd per
-// queue so the guest's QueueNotify writes wake a coroutine instead of exiting a vCPU.
-machine::error_code machine::add_vsock_device() {
-    auto make_eventfd = [](kvm::unique_fd& out) -> error_code {
-        int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (fd < 0) return error_code(errno, boost::system::system_category());
-        out.reset(fd);
-        return {};
-    };
-    kvm::unique_fd irq_fd;
-    if (auto ec = make_eventfd(irq_fd)) return ec;
-    vsock_irq_ = std::make_unique<irqfd_line>(std::move(irq_fd));
-    if (auto ec = vm_->assign_irqfd(vsock_irq_->fd(), vsock_gsi)) return ec;
-    muxer_ = std::make_unique<vsock::muxer>(config_.vsock_cid);
-    vsock_ = std::make_unique<vsock::vsock_device>(memory_, *muxer_);
-    vsock_transport_ = std::make_unique<virtio::mmio_transport>(*vsock_, memory_, *vsock_irq_);
-    vsock_->attach(*vsock_transport_);
-    mmio_bus_.add(vsock_mmio_base, 0x1000, *vsock_transport_);
-    for (std::uint32_t q = 0; q < vsock_->queue_count(); ++q) {
-        kvm::unique_fd fd;
-        if (auto ec = make_eventfd(fd)) return ec;
-        if (auto ec = vm_->assign_ioeventfd(fd.get(), vsock_mmio_base + queue_notify_offset, 4, q)) return ec;
-        queue_events_.emplace_back(strand_, fd.release());
-    }
-    return {};
-}
-
-// One coroutine per queue: wait for the guest's notification (an ioeventfd), then let the
-// device move packets. Ends when the descriptor is closed at stop.
-asio::awaitable<void> machine::queue_worker(std::size_t index) {
-    auto self = shared_from_this();
-    std::uint64_t count = 0;
-    for (;;) {
-        auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
-                                                                      asio::as_tuple(asio::use_awaitable));
-        if (ec) break;
-        if (vsock_transport_->active()) vsock_->process();
-    }
 }
 
 machine::error_code machine::prepare_images() {
@@ -259,11 +208,6 @@ machine::error_code machine::load_images() {
     boot_entry_ = p.image.entry_64;
     images_.reset();  // the file bytes are in guest memory now
     return error_code{};
-}
-
-void machine::start_queue_workers() {
-    for (std::size_t i = 0; i < queue_events_.size(); ++i)
-        asio::co_spawn(strand_, queue_worker(i), asio::detached);
 }
 
 void machine::start_vcpus() {
@@ -364,11 +308,7 @@ void machine::on_loop_finished() {
 void machine::finish_stop() {
     if (state() == kvm_lifecycle::stopped) return;
     for (auto& slot : vcpus_) slot->thread->stop_and_join();
-    for (auto& ev : queue_events_) {
-        boost::system::error_code ignored;
-        ev.close(ignored);  // ends the queue workers
-    }
-    if (muxer_) muxer_->fail_all(vsock::vsock_errc::connection_reset);
+    if (vsock_) vsock_->stop();  // ends the queue workers, aborts pending stream operations
     set_state(kvm_lifecycle::stopped);
     for (auto& h : std::exchange(pause_waiters_, {})) complete(std::move(h), error_code(lifecycle_errc::vm_stopped));
     for (auto& h : std::exchange(stop_waiters_, {})) complete(std::move(h), error_code{});

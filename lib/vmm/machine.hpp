@@ -17,15 +17,15 @@
 #include "mimobox/vm/kvm_lifecycle.hpp"
 #include "mimobox/vm/microvm_config.hpp"
 #include "vmm/console_log.hpp"
-#include "virtio/mmio_transport.hpp"
+#include "vmm/irqfd_line.hpp"
 #include "vmm/vcpu_thread.hpp"
-#include "vsock/muxer.hpp"
-#include "vsock/vsock_device.hpp"
+#include "vmm/vsock_host.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
@@ -61,6 +61,15 @@ public:
     /// From the backend's destructor: stop without anyone waiting.
     void request_stop();
 
+    /// Runs `fn(vsock_host*)` on the strand; the pointer is null when the VM has no vsock
+    /// device (never booted, or its boot failed). A stopped VM's vsock_host aborts what it gets.
+    template <class Fn>
+    void with_vsock(Fn fn) {
+        boost::asio::post(strand_, [self = shared_from_this(), fn = std::move(fn)]() mutable {
+            fn(self->vsock_ && self->state() != kvm_lifecycle::booting ? self->vsock_.get() : nullptr);
+        });
+    }
+
 private:
     struct vcpu_slot {
         kvm::vcpu cpu;
@@ -76,15 +85,12 @@ private:
         std::uint64_t id;
         stopped_handler handler;
     };
-    class irqfd_line;
 
     error_code build();                   // everything between validate and starting vCPUs
     error_code prepare_images();  // read, parse and place: no KVM needed
     error_code load_images();     // copy into guest memory
     void start_vcpus();
-    error_code add_vsock_device();
-    void start_queue_workers();
-    boost::asio::awaitable<void> queue_worker(std::size_t index);
+
     boost::asio::awaitable<void> exit_loop(std::size_t index);
     bool handle_exit(std::size_t index, vmm::vcpu_exit& exit);  // false: this vCPU must stop
     void begin_stop(kvm_exit_reason reason, std::string detail);
@@ -117,14 +123,10 @@ private:
 
     devices::bus pio_bus_;
     devices::bus mmio_bus_;
-    std::unique_ptr<irqfd_line> serial_irq_;
+    std::unique_ptr<vmm::irqfd_line> serial_irq_;
     std::unique_ptr<devices::serial> serial_;
     std::unique_ptr<devices::i8042> i8042_;
-    std::unique_ptr<irqfd_line> vsock_irq_;
-    std::unique_ptr<vsock::muxer> muxer_;
-    std::unique_ptr<vsock::vsock_device> vsock_;
-    std::unique_ptr<virtio::mmio_transport> vsock_transport_;
-    std::vector<boost::asio::posix::stream_descriptor> queue_events_;  // ioeventfd per vsock queue
+    std::unique_ptr<vmm::vsock_host> vsock_;
 
     vmm::console_log console_;
     std::function<void(std::string_view)> console_callback_;

@@ -91,19 +91,6 @@ std::optional<outgoing_packet> muxer::poll_output(std::size_t max_payload) {
     return std::nullopt;
 }
 
-std::size_t muxer::collect_closed() {
-    std::size_t n = 0;
-    for (auto it = connections_.begin(); it != connections_.end();) {
-        if (it->second.current_state() == connection::state::closed && !it->second.has_output()) {
-            it = connections_.erase(it);
-            ++n;
-        } else {
-            ++it;
-        }
-    }
-    return n;
-}
-
 void muxer::fail_all(vsock_errc why) {
     for (auto& [k, c] : connections_) c.abort(why);
     stray_rsts_.clear();

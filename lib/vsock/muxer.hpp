@@ -39,8 +39,25 @@ public:
     bool has_output() const;
 
     connection* find(const endpoint& ep);
-    /// Drops closed connections whose output has drained; returns how many.
-    std::size_t collect_closed();
+    /// Drops closed connections whose output has drained and that `keep` does not hold on to;
+    /// returns how many.
+    template <class Keep>
+    std::size_t collect_closed(Keep keep) {
+        std::size_t n = 0;
+        for (auto it = connections_.begin(); it != connections_.end();) {
+            if (it->second.current_state() == connection::state::closed && !it->second.has_output() &&
+                !keep(it->second.ends())) {
+                it = connections_.erase(it);
+                ++n;
+            } else {
+                ++it;
+            }
+        }
+        return n;
+    }
+    std::size_t collect_closed() {
+        return collect_closed([](const endpoint&) { return false; });
+    }
     std::size_t size() const noexcept { return connections_.size(); }
     std::uint64_t guest_cid() const noexcept { return guest_cid_; }
     /// TRANSPORT_RESET (snapshot restore) or VM stop: every connection fails with `why`.

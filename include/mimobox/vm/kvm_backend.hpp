@@ -15,6 +15,7 @@
 #include "mimobox/vm/kvm_exit_reason.hpp"
 #include "mimobox/vm/kvm_lifecycle.hpp"
 #include "mimobox/vm/microvm_config.hpp"
+#include "mimobox/vm/vsock_stream.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -99,7 +100,27 @@ public:
             std::move(text));
     }
 
+    /// Connects to a listener on `guest_port` inside the guest (host CID 2 -> guest CID).
+    /// vsock_errc::connection_refused when nothing listens there; operation_aborted if the VM
+    /// stops first. Not cancellable.
+    template <boost::asio::completion_token_for<void(error_code, vsock_stream)> Token>
+    auto async_vsock_connect(std::uint32_t guest_port, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, vsock_stream)>(
+            [this, guest_port](auto handler) { initiate_vsock_connect(guest_port, std::move(handler)); }, token);
+    }
+
+    /// Accepts the next connection the guest opens to host port `host_port` (the port listens
+    /// from the first call on). operation_aborted if the VM stops first. Not cancellable.
+    template <boost::asio::completion_token_for<void(error_code, vsock_stream)> Token>
+    auto async_vsock_accept(std::uint32_t host_port, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, vsock_stream)>(
+            [this, host_port](auto handler) { initiate_vsock_accept(host_port, std::move(handler)); }, token);
+    }
+
 private:
+    using stream_handler = boost::asio::any_completion_handler<void(error_code, vsock_stream)>;
+    void initiate_vsock_connect(std::uint32_t guest_port, stream_handler handler);
+    void initiate_vsock_accept(std::uint32_t host_port, stream_handler handler);
     using void_handler = boost::asio::any_completion_handler<void(error_code)>;
     void initiate_boot(void_handler handler);
     void initiate_pause(void_handler handler);

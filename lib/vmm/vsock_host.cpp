@@ -1,0 +1,246 @@
+#include "vmm/vsock_host.hpp"
+
+#include "vmm/irqfd_line.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace mimobox::vmm {
+
+namespace asio = boost::asio;
+
+vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, const memory::guest_memory& memory,
+                       std::uint64_t guest_cid, stream_factory make_stream)
+    : strand_(std::move(strand)),
+      make_stream_(std::move(make_stream)),
+      muxer_(guest_cid),
+      device_(memory, muxer_),
+      irq_(std::make_unique<irqfd_line>()),
+      transport_(device_, memory, *irq_) {
+    device_.attach(transport_);
+}
+
+vsock_host::~vsock_host() = default;
+
+template <class Handler, class... Args>
+void vsock_host::complete(Handler handler, Args... args) {
+    asio::get_associated_cancellation_slot(handler).clear();
+    asio::post(strand_, asio::append(std::move(handler), std::move(args)...));
+}
+
+vsock_host::error_code vsock_host::attach(kvm::vm& vm, devices::bus& mmio) {
+    constexpr std::uint64_t queue_notify = 0x50;
+    if (irq_->fd() < 0) return error_code(errno, boost::system::system_category());
+    if (auto ec = vm.assign_irqfd(irq_->fd(), gsi)) return ec;
+    if (!mmio.add(mmio_base, 0x1000, transport_)) return error_code(EEXIST, boost::system::system_category());
+    for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
+        kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!fd) return error_code(errno, boost::system::system_category());
+        // The guest's QueueNotify write of `q` now signals this eventfd inside KVM.
+        if (auto ec = vm.assign_ioeventfd(fd.get(), mmio_base + queue_notify, 4, q)) return ec;
+        queue_events_.emplace_back(strand_, fd.release());
+    }
+    return {};
+}
+
+void vsock_host::start(std::shared_ptr<void> keep_alive) {
+    for (std::size_t i = 0; i < queue_events_.size(); ++i)
+        asio::co_spawn(strand_, queue_worker(i, keep_alive), asio::detached);
+}
+
+asio::awaitable<void> vsock_host::queue_worker(std::size_t index, std::shared_ptr<void> keep_alive) {
+    std::uint64_t count = 0;
+    for (;;) {
+        auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
+                                                                      asio::as_tuple(asio::use_awaitable));
+        if (ec || stopped_) break;
+        pump();
+    }
+}
+
+void vsock_host::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    for (auto& ev : queue_events_) {
+        error_code ignored;
+        ev.close(ignored);
+    }
+    muxer_.fail_all(vsock::vsock_errc::connection_reset);
+    const error_code aborted = asio::error::operation_aborted;
+    for (auto& [k, list] : std::exchange(connecting_, {}))
+        for (auto& h : list) complete(std::move(h), aborted, vm::vsock_stream{});
+    for (auto& [k, list] : std::exchange(accepting_, {}))
+        for (auto& h : list) complete(std::move(h), aborted, vm::vsock_stream{});
+    for (auto& [k, io] : io_) {
+        if (io.reader) complete(std::move(*io.reader), aborted, std::size_t{0});
+        if (io.writer) complete(std::move(*io.writer), aborted, std::size_t{0});
+        io.reader.reset();
+        io.writer.reset();
+    }
+}
+
+void vsock_host::connect(std::uint32_t guest_port, stream_handler h) {
+    if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
+    auto ep = muxer_.connect(guest_port);
+    if (!ep) return complete(std::move(h), error_code(asio::error::no_buffer_space), vm::vsock_stream{});
+    connecting_[key_of(*ep)].push_back(std::move(h));
+    pump();
+}
+
+void vsock_host::accept(std::uint32_t host_port, stream_handler h) {
+    if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
+    muxer_.listen(host_port);
+    accepting_[host_port].push_back(std::move(h));
+    pump();
+}
+
+void vsock_host::read(const vsock::endpoint& ep, std::vector<asio::mutable_buffer> b, io_handler h) {
+    if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), std::size_t{0});
+    auto& io = io_[key_of(ep)];
+    if (io.reader) return complete(std::move(h), error_code(asio::error::in_progress), std::size_t{0});
+    io.read_buffers = std::move(b);
+    io.reader.emplace(std::move(h));
+    pump();
+}
+
+void vsock_host::write(const vsock::endpoint& ep, std::vector<asio::const_buffer> b, io_handler h) {
+    if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), std::size_t{0});
+    auto& io = io_[key_of(ep)];
+    if (io.writer) return complete(std::move(h), error_code(asio::error::in_progress), std::size_t{0});
+    io.write_buffers = std::move(b);
+    io.writer.emplace(std::move(h));
+    pump();
+}
+
+void vsock_host::cancel(const vsock::endpoint& ep, bool read_side) {
+    auto it = io_.find(key_of(ep));
+    if (it == io_.end()) return;
+    auto& slot = read_side ? it->second.reader : it->second.writer;
+    if (!slot) return;
+    auto h = std::move(*slot);
+    slot.reset();
+    complete(std::move(h), error_code(asio::error::operation_aborted), std::size_t{0});
+}
+
+void vsock_host::shutdown_write(const vsock::endpoint& ep) {
+    if (auto* c = muxer_.find(ep)) c->shutdown_write();
+    pump();
+}
+
+void vsock_host::release(const vsock::endpoint& ep) {
+    cancel(ep, true);
+    cancel(ep, false);
+    io_.erase(key_of(ep));
+    attached_.erase(key_of(ep));
+    if (auto* c = muxer_.find(ep)) c->close();
+    pump();
+}
+
+void vsock_host::pump() {
+    if (stopped_) return;
+    // Bounded: each round either moved packets or completed operations; a handful suffices.
+    for (int round = 0; round < 8; ++round) {
+        device_.process();
+        if (!progress()) break;
+    }
+    muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
+}
+
+bool vsock_host::progress() {
+    bool changed = false;
+    // Host-initiated connections that got their answer.
+    for (auto it = connecting_.begin(); it != connecting_.end();) {
+        auto* c = muxer_.find({muxer_.guest_cid(), it->first.first, it->first.second});
+        if (!c || c->current_state() == vsock::connection::state::connecting) {
+            ++it;
+            continue;
+        }
+        for (auto& h : it->second) {
+            if (c->error()) {
+                complete(std::move(h), c->error(), vm::vsock_stream{});
+            } else {
+                attached_[it->first] = true;
+                complete(std::move(h), error_code{}, make_stream_(c->ends()));
+            }
+        }
+        it = connecting_.erase(it);
+        changed = true;
+    }
+    // Guest-initiated connections for waiting acceptors.
+    for (auto& [port, waiters] : accepting_) {
+        while (!waiters.empty()) {
+            auto ep = muxer_.take_accepted(port);
+            if (!ep) break;
+            attached_[key_of(*ep)] = true;
+            complete(std::move(waiters.front()), error_code{}, make_stream_(*ep));
+            waiters.pop_front();
+            changed = true;
+        }
+    }
+    // Reads and writes on established streams.
+    for (auto& [k, io] : io_) {
+        auto* c = muxer_.find({muxer_.guest_cid(), k.first, k.second});
+        if (io.reader) {
+            std::size_t total = 0;
+            for (auto& b : io.read_buffers) total += b.size();
+            error_code ec;
+            std::size_t n = 0;
+            bool done = true;
+            if (total == 0) {
+            } else if (!c) {
+                ec = vsock::vsock_errc::connection_closed;
+            } else if (c->readable() > 0) {
+                for (auto& b : io.read_buffers) {
+                    n += c->read(std::span(static_cast<std::uint8_t*>(b.data()), b.size()));
+                    if (c->readable() == 0) break;
+                }
+            } else if (c->error()) {
+                ec = c->error();
+            } else if (c->peer_done_sending() || c->current_state() == vsock::connection::state::closed) {
+                ec = asio::error::eof;
+            } else {
+                done = false;
+            }
+            if (done) {
+                auto h = std::move(*io.reader);
+                io.reader.reset();
+                complete(std::move(h), ec, n);
+                changed = true;
+            }
+        }
+        if (io.writer) {
+            std::size_t total = 0;
+            for (auto& b : io.write_buffers) total += b.size();
+            error_code ec;
+            std::size_t n = 0;
+            bool done = true;
+            if (total == 0) {
+            } else if (!c || c->current_state() == vsock::connection::state::closed) {
+                ec = c && c->error() ? c->error() : error_code(vsock::vsock_errc::connection_closed);
+            } else if (c->writable() > 0) {
+                for (auto& b : io.write_buffers) {
+                    auto took = c->write(std::span(static_cast<const std::uint8_t*>(b.data()), b.size()));
+                    n += took;
+                    if (took < b.size()) break;
+                }
+            } else {
+                done = false;  // the send buffer is full: the guest's credit decides when it drains
+            }
+            if (done) {
+                auto h = std::move(*io.writer);
+                io.writer.reset();
+                complete(std::move(h), ec, n);
+                changed = true;
+            }
+        }
+    }
+    return changed;
+}
+
+}  // namespace mimobox::vmm

@@ -1,0 +1,93 @@
+// The host end of a VM's vsock device: the device model, its virtio-mmio transport and
+// eventfds, and the pending stream operations (connect, accept, read, write) it completes as
+// packets move. Lives on the VM's strand; machine owns it.
+#pragma once
+
+#include "devices/bus.hpp"
+#include "devices/interrupt_line.hpp"
+#include "kvm/unique_fd.hpp"
+#include "kvm/vm.hpp"
+#include "memory/guest_memory.hpp"
+#include "mimobox/vm/vsock_stream.hpp"
+#include "virtio/mmio_transport.hpp"
+#include "vsock/muxer.hpp"
+#include "vsock/vsock_device.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace mimobox::vmm {
+
+class irqfd_line;
+
+class vsock_host {
+public:
+    using error_code = boost::system::error_code;
+    using io_handler = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
+    using stream_handler = boost::asio::any_completion_handler<void(error_code, vm::vsock_stream)>;
+    using stream_factory = std::function<vm::vsock_stream(const vsock::endpoint&)>;
+
+    static constexpr std::uint64_t mmio_base = 0xd0000000;
+    static constexpr std::uint32_t gsi = 5;
+
+    vsock_host(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
+               std::uint64_t guest_cid, stream_factory make_stream);
+    ~vsock_host();
+
+    /// irqfd for the device interrupt, an ioeventfd per queue, the transport on `mmio`.
+    error_code attach(kvm::vm& vm, devices::bus& mmio);
+    /// Starts one worker coroutine per queue; `keep_alive` is held by each until stop().
+    void start(std::shared_ptr<void> keep_alive);
+    /// Ends the workers and completes every pending operation with operation_aborted.
+    void stop();
+
+    void connect(std::uint32_t guest_port, stream_handler h);
+    void accept(std::uint32_t host_port, stream_handler h);
+    void read(const vsock::endpoint& ep, std::vector<boost::asio::mutable_buffer> b, io_handler h);
+    void write(const vsock::endpoint& ep, std::vector<boost::asio::const_buffer> b, io_handler h);
+    void cancel(const vsock::endpoint& ep, bool read_side);
+    void shutdown_write(const vsock::endpoint& ep);
+    /// The stream is gone: close the connection and forget it once closed.
+    void release(const vsock::endpoint& ep);
+
+private:
+    struct pending_io {
+        std::vector<boost::asio::mutable_buffer> read_buffers;
+        std::optional<io_handler> reader;
+        std::vector<boost::asio::const_buffer> write_buffers;
+        std::optional<io_handler> writer;
+    };
+    using key = std::pair<std::uint32_t, std::uint32_t>;
+    static key key_of(const vsock::endpoint& ep) { return {ep.host_port, ep.guest_port}; }
+
+    boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);
+    /// Moves packets both ways, then completes what can complete; repeats while that helps.
+    void pump();
+    bool progress();
+    template <class Handler, class... Args>
+    void complete(Handler handler, Args... args);
+
+    boost::asio::strand<boost::asio::any_io_executor> strand_;
+    stream_factory make_stream_;
+    vsock::muxer muxer_;
+    vsock::vsock_device device_;
+    std::unique_ptr<irqfd_line> irq_;
+    virtio::mmio_transport transport_;
+    std::vector<boost::asio::posix::stream_descriptor> queue_events_;
+    bool stopped_ = false;
+
+    std::map<key, std::list<stream_handler>> connecting_;  // by host-side endpoint
+    std::map<std::uint32_t, std::list<stream_handler>> accepting_;
+    std::map<key, pending_io> io_;
+    std::map<key, bool> attached_;  // endpoints that have a live vsock_stream
+};
+
+}  // namespace mimobox::vmm
