@@ -55,13 +55,13 @@ asio::awaitable<std::vector<std::uint8_t>> echo(vsock_stream& s, const std::vect
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(random_bytes_echoed_through_the_guest_arrive_identical) {
+BOOST_AUTO_TEST_CASE(sixty_four_mib_of_random_bytes_echoed_through_the_guest_arrive_identical) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
         kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=vsock-echo=5000", 2, 256));
         co_await boot_echo_guest(vm);
         auto [ec, s] = co_await vm.async_vsock_connect(echo_port, asio::as_tuple(asio::use_awaitable));
         BOOST_REQUIRE_MESSAGE(!ec, "connect: " << ec.message());
-        auto data = random_bytes(std::size_t(4) << 20, 1);
+        auto data = random_bytes(std::size_t(64) << 20, 1);
         auto back = co_await echo(s, data);
         BOOST_TEST((back == data));
         co_await vm.async_stop(asio::use_awaitable);
