@@ -10,6 +10,7 @@ packages=(
   g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-test1.81-dev
   libssl-dev
+  clang libclang-rt-14-dev
   linux-source-6.1 bc bison flex libelf-dev xz-utils
   busybox-static cpio gzip qemu-system-x86
 )

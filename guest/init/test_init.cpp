@@ -7,6 +7,8 @@
 //   vsock=PORT print the vsock CID, connect to the host (CID 2) at PORT, print the outcome
 //   vsock-echo=PORT   echo server on guest vsock PORT, a process per connection
 //   vsock-hello=PORT  connect to the host at PORT, send a greeting, print the reply
+//   vsock-bench=PORT  per connection: 'S' = sink until EOF then reply the byte count (u64);
+//                     'G' + u64 N = send N bytes then close
 // Static, C library only: it has to start before anything else exists in the guest.
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -19,6 +21,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -83,17 +87,48 @@ void vsock_probe(unsigned port) {
     else std::printf("MIMOBOX_VSOCK_CONNECT=%s\n", std::strerror(errno));
 }
 
-[[noreturn]] void vsock_echo_server(unsigned port) {
+bool read_exact(int fd, void* p, std::size_t n) {
+    auto* b = static_cast<char*>(p);
+    while (n) {
+        ssize_t r = ::read(fd, b, n);
+        if (r <= 0) return false;
+        b += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+void vsock_bench_connection(int c) {
+    static char buf[64 * 1024];
+    char cmd = 0;
+    if (!read_exact(c, &cmd, 1)) return;
+    if (cmd == 'S') {
+        std::uint64_t total = 0;
+        for (ssize_t n; (n = ::read(c, buf, sizeof buf)) > 0;) total += static_cast<std::uint64_t>(n);
+        (void)::write(c, &total, sizeof total);
+    } else if (cmd == 'G') {
+        std::uint64_t want = 0;
+        if (!read_exact(c, &want, sizeof want)) return;
+        std::memset(buf, 0x5a, sizeof buf);
+        while (want) {
+            ssize_t w = ::write(c, buf, std::min<std::uint64_t>(want, sizeof buf));
+            if (w <= 0) return;
+            want -= static_cast<std::uint64_t>(w);
+        }
+    }
+}
+
+[[noreturn]] void vsock_server(unsigned port, void (*serve)(int)) {
     int ls = ::socket(AF_VSOCK, SOCK_STREAM, 0);
     sockaddr_vm addr{};
     addr.svm_family = AF_VSOCK;
     addr.svm_cid = VMADDR_CID_ANY;
     addr.svm_port = port;
     if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 64) != 0) {
-        std::printf("MIMOBOX_VSOCK_ECHO=error:%s\n", std::strerror(errno));
+        std::printf("MIMOBOX_VSOCK_SERVER=error:%s\n", std::strerror(errno));
         for (;;) ::pause();
     }
-    std::printf("MIMOBOX_VSOCK_ECHO=listening\n");
+    std::printf("MIMOBOX_VSOCK_SERVER=listening\n");
     std::fflush(stdout);
     for (;;) {
         while (::waitpid(-1, nullptr, WNOHANG) > 0) {
@@ -101,20 +136,24 @@ void vsock_probe(unsigned port) {
         int c = ::accept(ls, nullptr, nullptr);
         if (c < 0) continue;
         if (::fork() == 0) {
-            static char buf[64 * 1024];
-            for (;;) {
-                ssize_t n = ::read(c, buf, sizeof buf);
-                if (n <= 0) break;
-                for (ssize_t off = 0; off < n;) {
-                    ssize_t w = ::write(c, buf + off, static_cast<std::size_t>(n - off));
-                    if (w <= 0) ::_exit(1);
-                    off += w;
-                }
-            }
+            serve(c);
             ::close(c);
             ::_exit(0);
         }
         ::close(c);
+    }
+}
+
+void vsock_echo_connection(int c) {
+    static char buf[64 * 1024];
+    for (;;) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) return;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = ::write(c, buf + off, static_cast<std::size_t>(n - off));
+            if (w <= 0) return;
+            off += w;
+        }
     }
 }
 
@@ -173,7 +212,8 @@ int main() {
         return code;
     }
     if (mode == "abort") std::abort();
-    if (mode.rfind("vsock-echo=", 0) == 0) vsock_echo_server(static_cast<unsigned>(std::atoi(mode.c_str() + 11)));
+    if (mode.rfind("vsock-echo=", 0) == 0) vsock_server(static_cast<unsigned>(std::atoi(mode.c_str() + 11)), vsock_echo_connection);
+    if (mode.rfind("vsock-bench=", 0) == 0) vsock_server(static_cast<unsigned>(std::atoi(mode.c_str() + 12)), vsock_bench_connection);
     if (mode.rfind("vsock-hello=", 0) == 0) {
         vsock_hello(static_cast<unsigned>(std::atoi(mode.c_str() + 12)));
         idle();

@@ -26,7 +26,7 @@ constexpr std::uint32_t echo_port = 5000;
 asio::awaitable<void> boot_echo_guest(kvm_backend& vm) {
     auto [ec] = co_await vm.async_boot(asio::as_tuple(asio::use_awaitable));
     BOOST_REQUIRE_MESSAGE(!ec, "boot: " << ec.message());
-    auto wec = co_await wait_console(vm, "MIMOBOX_VSOCK_ECHO=listening");
+    auto wec = co_await wait_console(vm, "MIMOBOX_VSOCK_SERVER=listening");
     BOOST_REQUIRE_MESSAGE(!wec, "echo server: " << wec.message() << "\n" << vm.console_output());
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <span>
 #include <utility>
 #include <vector>
@@ -30,11 +31,14 @@ public:
     }
 
     const virtio::queue_layout& layout() const { return layout_; }
+    std::size_t free_descriptors() const { return free_.size(); }
 
     /// Places the readable payloads and room for the writable lengths in fresh buffers, links
     /// them into a chain and makes it available. Returns the head.
     std::uint16_t offer(const std::vector<std::vector<std::uint8_t>>& readable, const std::vector<std::uint32_t>& writable) {
         std::vector<std::uint16_t> ids;
+        if (free_.size() < readable.size() + writable.size())
+            throw std::runtime_error("mock_driver: no free descriptors (take_used() first)");
         for (std::size_t i = 0; i < readable.size() + writable.size(); ++i) {
             ids.push_back(free_.front());
             free_.erase(free_.begin());

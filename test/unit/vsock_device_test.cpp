@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE vsock_device
 #include <boost/test/unit_test.hpp>
 
-#include "../support/mock_driver.hpp"
+#include "../support/vsock_rig.hpp"
 
 #include <cstring>
 #include <numeric>
@@ -16,95 +16,7 @@ namespace {
 
 constexpr std::uint64_t cid = 3;
 
-struct counting_irq final : devices::interrupt_line {
-    int count = 0;
-    void trigger() override { ++count; }
-};
-
-// A guest driver for the vsock device: three queues set up through the MMIO registers.
-struct fixture {
-    memory::guest_memory mem;
-    muxer mux{cid};
-    vsock_device dev{mem, mux};
-    counting_irq irq;
-    std::optional<virtio::mmio_transport> transport;
-    std::optional<test::mock_driver> rx, tx, ev;
-
-    fixture() {
-        BOOST_REQUIRE(!mem.add_region(memory::guest_addr(0), memory::mapping::anonymous(16u << 20).value()));
-        transport.emplace(dev, mem, irq);
-        dev.attach(*transport);
-        rx.emplace(mem, 64, 0x10000, 0x100000);
-        tx.emplace(mem, 64, 0x20000, 0x400000);
-        ev.emplace(mem, 64, 0x30000, 0x800000);
-        wr(0x70, st::acknowledge | st::driver);
-        wr(0x24, 1);
-        wr(0x20, 1);  // VERSION_1
-        wr(0x70, st::acknowledge | st::driver | st::features_ok);
-        setup(0, *rx);
-        setup(1, *tx);
-        setup(2, *ev);
-        wr(0x70, st::acknowledge | st::driver | st::features_ok | st::driver_ok);
-        BOOST_REQUIRE(dev.active());
-    }
-    void wr(std::uint64_t off, std::uint32_t v) { transport->write(off, std::span(reinterpret_cast<const std::uint8_t*>(&v), 4)); }
-    std::uint32_t rd(std::uint64_t off) {
-        std::uint32_t v = 0;
-        transport->read(off, std::span(reinterpret_cast<std::uint8_t*>(&v), 4));
-        return v;
-    }
-    void setup(std::uint32_t index, test::mock_driver& d) {
-        wr(0x30, index);
-        wr(0x38, 64);
-        wr(0x80, static_cast<std::uint32_t>(d.layout().desc));
-        wr(0x90, static_cast<std::uint32_t>(d.layout().driver));
-        wr(0xa0, static_cast<std::uint32_t>(d.layout().device));
-        wr(0x44, 1);
-    }
-    header guest_header(op o, std::uint32_t guest_port, std::uint32_t host_port, std::uint32_t len = 0) {
-        header h;
-        h.src_cid = cid;
-        h.dst_cid = host_cid;
-        h.src_port = guest_port;
-        h.dst_port = host_port;
-        h.operation = o;
-        h.len = len;
-        h.buf_alloc = 1u << 20;
-        return h;
-    }
-    /// The guest sends a packet split at `split` bytes into two descriptors.
-    void guest_send(const header& h, const std::vector<std::uint8_t>& payload = {}, std::size_t split = 44) {
-        auto hdr = encode(h);
-        std::vector<std::uint8_t> all(hdr.begin(), hdr.end());
-        all.insert(all.end(), payload.begin(), payload.end());
-        std::vector<std::vector<std::uint8_t>> parts;
-        parts.emplace_back(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(std::min(split, all.size())));
-        if (all.size() > split) parts.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(split), all.end());
-        tx->offer(parts, {});
-        wr(0x50, 1);
-    }
-    void post_rx_buffers(int n, std::uint32_t size = 4096) {
-        for (int i = 0; i < n; ++i) rx->offer({}, {size});
-        wr(0x50, 0);
-    }
-    /// Packets the device placed in RX buffers, in order.
-    std::vector<std::pair<header, std::vector<std::uint8_t>>> received(std::uint32_t buffer_size = 4096) {
-        std::vector<std::pair<header, std::vector<std::uint8_t>>> out;
-        // The mock hands buffers out sequentially from its arena; recover addresses from the
-        // descriptor table instead of guessing.
-        while (auto used = rx->take_used()) {
-            auto head = used->first;
-            auto desc = rx->read(rx->layout().desc + 16u * head, 16);
-            std::uint64_t addr;
-            std::memcpy(&addr, desc.data(), 8);
-            auto bytes = rx->read(addr, std::min(used->second, buffer_size));
-            if (bytes.size() < header_size) continue;
-            auto h = decode(std::span<const std::uint8_t, header_size>(bytes.data(), header_size));
-            out.emplace_back(h, std::vector<std::uint8_t>(bytes.begin() + header_size, bytes.end()));
-        }
-        return out;
-    }
-};
+struct fixture : test::vsock_rig {};
 
 std::vector<std::uint8_t> pattern(std::size_t n) {
     std::vector<std::uint8_t> v(n);
