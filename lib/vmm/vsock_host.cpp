@@ -54,7 +54,8 @@ void vsock_host::start(std::shared_ptr<void> keep_alive) {
         asio::co_spawn(strand_, queue_worker(i, keep_alive), asio::detached);
 }
 
-asio::awaitable<void> vsock_host::queue_worker(std::size_t index, std::shared_ptr<void> keep_alive) {
+// keep_alive is only held: the coroutine frame owns it, so the machine outlives the worker.
+asio::awaitable<void> vsock_host::queue_worker(std::size_t index, [[maybe_unused]] std::shared_ptr<void> keep_alive) {
     std::uint64_t count = 0;
     for (;;) {
         auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
