@@ -1,0 +1,69 @@
+// The JSON messages of the guest agent protocol (carried in `message` frames, see frame.hpp),
+// shared by the host library and the guest agent. Every message has "v" (protocol_version).
+// Byte strings (argv, env, cwd, paths, shell) may hold any bytes: valid UTF-8 travels as a JSON
+// string, anything else as {"base64": "..."}, so nothing is lost or mangled.
+#pragma once
+
+#include "agent/agent_errc.hpp"
+#include "agent/frame.hpp"  // protocol_version
+
+#include <boost/json/value.hpp>
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace mimobox::agent {
+
+struct ping_request {};
+
+struct exec_request {
+    std::vector<std::string> argv;       ///< run directly (never shell-joined), or:
+    std::optional<std::string> shell;    ///< run by /bin/sh -c
+    std::map<std::string, std::string> env;
+    std::string cwd = "/";
+    std::uint64_t timeout_ms = 0;        ///< 0: none
+    bool stdin_open = false;             ///< the host sends stdin frames, then end_of_data
+    std::uint64_t max_output = 64u << 20;  ///< per stream; beyond it output is dropped and flagged
+};
+
+struct kill_request {};  ///< mid-exec: kill the process group
+
+using request = std::variant<ping_request, exec_request, kill_request>;
+
+struct pong_response {
+    std::string agent_version;
+};
+
+struct exit_response {
+    int exit_code = -1;      ///< -1 when killed by a signal
+    int signal = 0;
+    bool timed_out = false;
+    bool stdout_truncated = false;
+    bool stderr_truncated = false;
+    std::uint64_t duration_us = 0;
+};
+
+struct error_response {
+    int error_number = 0;  ///< errno from the guest (e.g. ENOENT for a missing program)
+    std::string message;
+};
+
+using response = std::variant<pong_response, exit_response, error_response>;
+
+boost::json::value to_json(const request& r);
+boost::json::value to_json(const response& r);
+/// malformed_message for anything that is not a valid message of this version,
+/// version_mismatch for another version.
+boost::system::result<request> request_from_json(const boost::json::value& v);
+boost::system::result<response> response_from_json(const boost::json::value& v);
+
+/// Serialize / parse one message frame body.
+std::string serialize(const boost::json::value& v);
+boost::system::result<boost::json::value> parse_message(std::string_view body);
+
+}  // namespace mimobox::agent
