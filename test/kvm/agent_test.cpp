@@ -95,7 +95,8 @@ void with_agent(Body body) {
         kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=agent", 2, 256));
         auto [ec] = co_await vm.async_boot(asio::as_tuple(asio::use_awaitable));
         BOOST_REQUIRE_MESSAGE(!ec, ec.message());
-        BOOST_REQUIRE(!co_await wait_console(vm, "MIMOBOX_AGENT=listening"));
+        auto wec = co_await wait_console(vm, "MIMOBOX_AGENT=listening");
+        BOOST_REQUIRE_MESSAGE(!wec, "agent: " << wec.message() << "\nconsole:\n" << vm.console_output());
         co_await body(vm);
         co_await vm.async_stop(asio::use_awaitable);
     });

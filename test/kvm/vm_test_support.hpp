@@ -15,6 +15,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -59,7 +60,7 @@ void run_coroutine(Body body, std::chrono::steady_clock::duration limit = 300s) 
     if (error) std::rethrow_exception(error);
 }
 
-/// Waits for console text, failing after `limit`.
+/// Waits for console text, failing after `limit`. If the VM stopped instead, says why on stderr.
 inline asio::awaitable<boost::system::error_code> wait_console(vm::kvm_backend& vm, std::string text,
                                                               std::chrono::steady_clock::duration limit = guest_timeout) {
     using namespace asio::experimental::awaitable_operators;
@@ -67,7 +68,12 @@ inline asio::awaitable<boost::system::error_code> wait_console(vm::kvm_backend& 
     auto result = co_await (vm.async_wait_console(text, asio::as_tuple(asio::use_awaitable)) ||
                             timer.async_wait(asio::as_tuple(asio::use_awaitable)));
     if (result.index() == 1) co_return asio::error::timed_out;
-    co_return std::get<0>(std::get<0>(result));
+    auto ec = std::get<0>(std::get<0>(result));
+    if (ec && vm.state() == vm::kvm_lifecycle::stopped) {
+        auto [wec, info] = co_await vm.async_wait_stopped(asio::as_tuple(asio::use_awaitable));
+        std::fprintf(stderr, "VM stopped: %s (%s)\n", std::string(to_string(info.reason)).c_str(), info.detail.c_str());
+    }
+    co_return ec;
 }
 
 }  // namespace mimobox::test
