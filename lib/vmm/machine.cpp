@@ -352,8 +352,8 @@ void machine::stop(void_handler h) {
         switch (self->state()) {
         case kvm_lifecycle::stopped: return self->complete(std::move(h), error_code{});
         case kvm_lifecycle::created:
-            self->set_state(kvm_lifecycle::stopped);
             self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "stopped before boot", {}};
+            self->finish_stop();  // completes whoever waits for the stop or for console text
             return self->complete(std::move(h), error_code{});
         default:
             self->stop_waiters_.push_back(std::move(h));
@@ -364,60 +364,61 @@ void machine::stop(void_handler h) {
 
 void machine::request_stop() {
     asio::post(strand_, [self = shared_from_this()] {
-        if (self->state() != kvm_lifecycle::stopped && self->state() != kvm_lifecycle::created)
-            self->begin_stop(kvm_exit_reason::host_stop, "backend destroyed");
+        switch (self->state()) {
+        case kvm_lifecycle::stopped: return;
+        case kvm_lifecycle::created:
+            // Never booted: nothing runs, but pending waits must still complete.
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "backend destroyed before boot", {}};
+            return self->finish_stop();
+        default: self->begin_stop(kvm_exit_reason::host_stop, "backend destroyed");
+        }
     });
 }
 
 // ---- waiting for the console and for the stop
 
+// Installed in the initiating thread, so a cancellation emitted right after initiation finds
+// it; the removal itself runs on the strand, after the waiter's registration (posted first).
+template <auto Waiters, class Handler, class... AbortArgs>
+void machine::cancel_waiter_on_signal(Handler& h, std::uint64_t id, AbortArgs... abort_args) {
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (!slot.is_connected()) return;
+    slot.assign([weak = weak_from_this(), id, abort_args...](asio::cancellation_type) {
+        auto m = weak.lock();
+        if (!m) return;
+        asio::post(m->strand_, [m, id, abort_args...] {
+            auto& waiters = (*m).*Waiters;
+            for (auto it = waiters.begin(); it != waiters.end(); ++it) {
+                if (it->id != id) continue;
+                auto handler = std::move(it->handler);
+                waiters.erase(it);
+                asio::get_associated_cancellation_slot(handler).clear();
+                return m->complete(std::move(handler), error_code(asio::error::operation_aborted), abort_args...);
+            }
+        });
+    });
+}
+
 void machine::wait_stopped(stopped_handler h) {
-    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
-        if (self->state() == kvm_lifecycle::stopped)
+    const auto id = next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
+    cancel_waiter_on_signal<&machine::stopped_waiters_>(h, id, vm_stop_info{});
+    asio::post(strand_, [self = shared_from_this(), id, h = std::move(h)]() mutable {
+        if (self->state() == kvm_lifecycle::stopped) {
+            asio::get_associated_cancellation_slot(h).clear();
             return self->complete(std::move(h), error_code{}, self->stop_info_.value_or(vm_stop_info{}));
-        auto id = self->next_waiter_id_++;
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected()) {
-            slot.assign([weak = self->weak_from_this(), id](asio::cancellation_type) {
-                auto m = weak.lock();
-                if (!m) return;
-                asio::post(m->strand_, [m, id] {
-                    for (auto it = m->stopped_waiters_.begin(); it != m->stopped_waiters_.end(); ++it) {
-                        if (it->id != id) continue;
-                        auto handler = std::move(it->handler);
-                        m->stopped_waiters_.erase(it);
-                        asio::get_associated_cancellation_slot(handler).clear();
-                        return m->complete(std::move(handler), error_code(asio::error::operation_aborted),
-                                           vm_stop_info{});
-                    }
-                });
-            });
         }
         self->stopped_waiters_.push_back({id, std::move(h)});
     });
 }
 
 void machine::wait_console(std::string text, void_handler h) {
-    asio::post(strand_, [self = shared_from_this(), text = std::move(text), h = std::move(h)]() mutable {
-        if (self->console_.contains_since(text, 0)) return self->complete(std::move(h), error_code{});
-        if (self->state() == kvm_lifecycle::stopped)
-            return self->complete(std::move(h), error_code(lifecycle_errc::vm_stopped));
-        auto id = self->next_waiter_id_++;
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected()) {
-            slot.assign([weak = self->weak_from_this(), id](asio::cancellation_type) {
-                auto m = weak.lock();
-                if (!m) return;
-                asio::post(m->strand_, [m, id] {
-                    for (auto it = m->console_waiters_.begin(); it != m->console_waiters_.end(); ++it) {
-                        if (it->id != id) continue;
-                        auto handler = std::move(it->handler);
-                        m->console_waiters_.erase(it);
-                        asio::get_associated_cancellation_slot(handler).clear();
-                        return m->complete(std::move(handler), error_code(asio::error::operation_aborted));
-                    }
-                });
-            });
+    const auto id = next_waiter_id_.fetch_add(1, std::memory_order_relaxed);
+    cancel_waiter_on_signal<&machine::console_waiters_>(h, id);
+    asio::post(strand_, [self = shared_from_this(), id, text = std::move(text), h = std::move(h)]() mutable {
+        const bool found = self->console_.contains_since(text, 0);
+        if (found || self->state() == kvm_lifecycle::stopped) {
+            asio::get_associated_cancellation_slot(h).clear();
+            return self->complete(std::move(h), found ? error_code{} : error_code(lifecycle_errc::vm_stopped));
         }
         self->console_waiters_.push_back({id, std::move(text), self->console_.total(), std::move(h)});
     });

@@ -102,6 +102,10 @@ private:
     void set_state(kvm_lifecycle s) { state_.store(s, std::memory_order_release); }
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);
+    /// Wires `h`'s cancellation slot to remove waiter `id` from `Waiters` and complete it with
+    /// operation_aborted followed by `abort_args`.
+    template <auto Waiters, class Handler, class... AbortArgs>
+    void cancel_waiter_on_signal(Handler& h, std::uint64_t id, AbortArgs... abort_args);
 
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     microvm_config config_;
@@ -140,7 +144,7 @@ private:
     std::vector<void_handler> stop_waiters_;
     std::list<console_waiter> console_waiters_;
     std::list<stopped_waiter> stopped_waiters_;
-    std::uint64_t next_waiter_id_ = 1;
+    std::atomic<std::uint64_t> next_waiter_id_{1};  // taken by initiating functions on any thread
 };
 
 }  // namespace mimobox::vm::detail

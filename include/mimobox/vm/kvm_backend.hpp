@@ -8,8 +8,10 @@
 // completes (or the executor's io_context is destroyed).
 //
 // Cancellation: async_wait_console and async_wait_stopped support terminal per-operation
-// cancellation (they complete with operation_aborted; the VM is unaffected). async_boot,
-// async_pause, async_resume and async_stop are short and not cancellable.
+// cancellation (they complete with operation_aborted; the VM is unaffected), including a
+// cancellation emitted right after initiation. async_boot, async_pause, async_resume and
+// async_stop are short and not cancellable. Pending waits complete when the backend is stopped
+// or destroyed, even if it never booted.
 #pragma once
 
 #include "mimobox/vm/kvm_exit_reason.hpp"
