@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and prints their JSON lines. Benchmarks that need KVM run natively where
 # it is usable, else inside the QEMU TCG harness together with their peer (QEMU -M microvm for
-# boot, memcpy for vsock), so every figure is a ratio measured in the same place and run.
+# boot, memcpy for vsock and files, the guest's own fork+exec for exec), so every figure is a ratio measured in the same place and run.
 #   scripts/bench.sh [BOOT_RUNS] [VSOCK_MIB]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,3 +16,4 @@ kvm_run=("$here/test/harness/kvm-run.sh" --probe "$build/lib/mimobox-kvm-probe" 
   -- "$build/bench/boot_bench" "$runs"
 "$build/bench/vsock_bench" mock 256
 "${kvm_run[@]}" -- "$build/bench/vsock_bench" guest "$mib"
+"${kvm_run[@]}" -- "$build/bench/sandbox_bench" 50 "$mib"

@@ -7,7 +7,7 @@
 //   vsock=PORT print the vsock CID, connect to the host (CID 2) at PORT, print the outcome
 //   vsock-echo=PORT   echo server on guest vsock PORT, a process per connection
 //   vsock-hello=PORT  connect to the host at PORT, send a greeting, print the reply
-//   agent      run the guest agent (/bin/mimobox-agent) as a child, keep reaping
+//   agent      run the guest agent (/init, not as PID 1: it only serves) as a child, keep reaping
 //   vsock-bench=PORT  per connection: 'S' = sink until EOF then reply the byte count (u64);
 //                     'G' + u64 N = send N bytes then close
 // Static, C library only: it has to start before anything else exists in the guest.
@@ -215,7 +215,7 @@ int main() {
     if (mode == "abort") std::abort();
     if (mode == "agent") {
         if (::fork() == 0) {
-            ::execl("/bin/mimobox-agent", "mimobox-agent", static_cast<char*>(nullptr));
+            ::execl("/init", "mimobox-agent", static_cast<char*>(nullptr));
             ::_exit(127);
         }
         for (;;) ::wait(nullptr);  // PID 1 reaps every orphan

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the guest initramfs: a gzip newc cpio with INIT as /init and busybox-static for
+# Builds the guest initramfs: a gzip newc cpio with INIT (the agent) as /init and busybox-static for
 # /bin/sh and the usual tools.   build.sh INIT OUT.cpio.gz [EXTRA_FILE:GUEST_PATH ...]
 set -euo pipefail
 init=${1:?usage: build.sh INIT OUT [FILE:PATH ...]}

@@ -13,6 +13,7 @@ public:
         case agent_errc::truncated_frame: return "agent stream ended inside a frame";
         case agent_errc::malformed_message: return "agent message is not valid for the protocol";
         case agent_errc::version_mismatch: return "agent protocol version mismatch";
+        case agent_errc::unexpected_frame: return "agent frame kind not allowed in this direction";
         }
         return "unknown mimobox.agent error";
     }

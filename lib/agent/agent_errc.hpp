@@ -13,6 +13,7 @@ enum class agent_errc {
     truncated_frame,       ///< the stream ended inside a frame
     malformed_message,     ///< a JSON frame that is not an object with the required fields
     version_mismatch,      ///< the peer speaks another protocol version
+    unexpected_frame,      ///< a frame kind that may not travel in this direction
 };
 
 const boost::system::error_category& agent_category() noexcept;

@@ -10,12 +10,17 @@ constexpr std::size_t length_bytes = 4;
 bool known_kind(std::uint8_t k) { return k >= 1 && k <= 6; }
 }  // namespace
 
-void encode_frame(std::vector<std::uint8_t>& out, frame_kind kind, std::span<const std::uint8_t> body) {
-    const auto length = static_cast<std::uint32_t>(1 + body.size());
-    std::uint8_t hdr[length_bytes + 1];
-    std::memcpy(hdr, &length, length_bytes);  // x86-64 host and guest: little-endian
+std::array<std::uint8_t, 5> frame_header(frame_kind kind, std::size_t body_size) {
+    const auto length = static_cast<std::uint32_t>(1 + body_size);
+    std::array<std::uint8_t, length_bytes + 1> hdr;
+    std::memcpy(hdr.data(), &length, length_bytes);  // x86-64 host and guest: little-endian
     hdr[length_bytes] = static_cast<std::uint8_t>(kind);
-    out.insert(out.end(), hdr, hdr + sizeof hdr);
+    return hdr;
+}
+
+void encode_frame(std::vector<std::uint8_t>& out, frame_kind kind, std::span<const std::uint8_t> body) {
+    const auto hdr = frame_header(kind, body.size());
+    out.insert(out.end(), hdr.begin(), hdr.end());
     out.insert(out.end(), body.begin(), body.end());
 }
 

@@ -12,6 +12,7 @@
 
 #include <boost/system/result.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -40,6 +41,8 @@ struct frame {
     std::vector<std::uint8_t> body;
 };
 
+/// The 5 bytes that precede a body of `body_size` bytes (to send a body without copying it).
+std::array<std::uint8_t, 5> frame_header(frame_kind kind, std::size_t body_size);
 /// Appends one frame to `out`.
 void encode_frame(std::vector<std::uint8_t>& out, frame_kind kind, std::span<const std::uint8_t> body);
 

@@ -89,6 +89,54 @@ std::optional<bool> get_bool(const json::object& o, std::string_view key, bool f
     return v->get_bool();
 }
 
+constexpr std::string_view file_ops[] = {"read", "write", "list_dir", "stat", "remove", "rename", "mkdir"};
+constexpr std::string_view file_types[] = {"file", "dir", "symlink", "other"};
+
+template <std::size_t N>
+std::optional<std::size_t> index_of(const std::string_view (&names)[N], const json::value* v) {
+    if (!v || !v->is_string()) return std::nullopt;
+    for (std::size_t i = 0; i < N; ++i)
+        if (v->get_string() == names[i]) return i;
+    return std::nullopt;
+}
+
+// An absolute path without NUL bytes, at most PATH_MAX (the guest resolves the rest).
+std::optional<std::string> path_from_json(const json::value* v) {
+    if (!v) return std::nullopt;
+    auto s = bytes_from_json(*v);
+    if (!s || s->empty() || (*s)[0] != '/' || s->find('\0') != std::string::npos || s->size() >= 4096) return std::nullopt;
+    return s;
+}
+
+json::value file_request_to_json(const file_request& f) {
+    json::object o{{"v", protocol_version}, {"op", "file"}};
+    o["file_op"] = file_ops[static_cast<std::size_t>(f.op)];
+    o["path"] = bytes_to_json(f.path);
+    if (f.op == file_request::operation::rename) o["target"] = bytes_to_json(f.target);
+    o["mode"] = f.mode;
+    o["recursive"] = f.recursive;
+    return o;
+}
+
+boost::system::result<request> file_request_from_json(const json::object& o) {
+    file_request f;
+    auto op = index_of(file_ops, o.if_contains("file_op"));
+    auto path = path_from_json(o.if_contains("path"));
+    auto mode = get_u64(o, "mode", f.mode);
+    auto recursive = get_bool(o, "recursive", false);
+    if (!op || !path || !mode || *mode > 07777 || !recursive) return agent_errc::malformed_message;
+    f.op = static_cast<file_request::operation>(*op);
+    f.path = std::move(*path);
+    f.mode = static_cast<std::uint32_t>(*mode);
+    f.recursive = *recursive;
+    if (f.op == file_request::operation::rename) {
+        auto target = path_from_json(o.if_contains("target"));
+        if (!target) return agent_errc::malformed_message;
+        f.target = std::move(*target);
+    }
+    return request{std::move(f)};
+}
+
 }  // namespace
 
 json::value to_json(const request& r) {
@@ -97,6 +145,12 @@ json::value to_json(const request& r) {
         o["op"] = "ping";
     } else if (std::holds_alternative<kill_request>(r)) {
         o["op"] = "kill";
+    } else if (auto* i = std::get_if<init_request>(&r)) {
+        o["op"] = "init";
+        o["entropy"] = bytes_to_json(i->entropy);
+        o["hostname"] = bytes_to_json(i->hostname);
+    } else if (auto* f = std::get_if<file_request>(&r)) {
+        return file_request_to_json(*f);
     } else {
         const auto& e = std::get<exec_request>(r);
         o["op"] = "exec";
@@ -131,6 +185,21 @@ json::value to_json(const response& r) {
         o["stdout_truncated"] = x->stdout_truncated;
         o["stderr_truncated"] = x->stderr_truncated;
         o["duration_us"] = x->duration_us;
+    } else if (std::holds_alternative<ok_response>(r)) {
+        o["type"] = "ok";
+    } else if (auto* st = std::get_if<stat_response>(&r)) {
+        o["type"] = "stat";
+        o["file_type"] = file_types[static_cast<std::size_t>(st->type)];
+        o["size"] = st->size;
+        o["mode"] = st->mode;
+        o["mtime_ns"] = st->mtime_ns;
+    } else if (auto* l = std::get_if<listing_response>(&r)) {
+        o["type"] = "listing";
+        json::array entries;
+        for (const auto& e : l->entries)
+            entries.push_back(json::array{bytes_to_json(e.name), file_types[static_cast<std::size_t>(e.type)], e.size});
+        o["entries"] = std::move(entries);
+        o["truncated"] = l->truncated;
     } else {
         const auto& e = std::get<error_response>(r);
         o["type"] = "error";
@@ -148,6 +217,16 @@ boost::system::result<request> request_from_json(const json::value& v) {
     if (!op || !op->is_string()) return agent_errc::malformed_message;
     if (op->get_string() == "ping") return request{ping_request{}};
     if (op->get_string() == "kill") return request{kill_request{}};
+    if (op->get_string() == "file") return file_request_from_json(*o);
+    if (op->get_string() == "init") {
+        auto* entropy = o->if_contains("entropy");
+        auto* hostname = o->if_contains("hostname");
+        if (!entropy || !hostname) return agent_errc::malformed_message;
+        auto e = bytes_from_json(*entropy);
+        auto h = bytes_from_json(*hostname);
+        if (!e || !h || e->size() > 512 || h->size() > 64) return agent_errc::malformed_message;
+        return request{init_request{std::move(*e), std::move(*h)}};
+    }
     if (op->get_string() != "exec") return agent_errc::malformed_message;
 
     exec_request e;
@@ -220,6 +299,39 @@ boost::system::result<response> response_from_json(const json::value& v) {
         x.stderr_truncated = *err_t;
         x.duration_us = *dur;
         return response{x};
+    }
+    if (type->get_string() == "ok") return response{ok_response{}};
+    if (type->get_string() == "stat") {
+        stat_response st;
+        auto type_index = index_of(file_types, o->if_contains("file_type"));
+        auto size = get_u64(*o, "size", 0);
+        auto mode = get_u64(*o, "mode", 0);
+        auto* mtime = o->if_contains("mtime_ns");
+        if (!type_index || !size || !mode || !mtime || !mtime->is_int64()) return agent_errc::malformed_message;
+        st.type = static_cast<file_type>(*type_index);
+        st.size = *size;
+        st.mode = static_cast<std::uint32_t>(*mode);
+        st.mtime_ns = mtime->get_int64();
+        return response{st};
+    }
+    if (type->get_string() == "listing") {
+        listing_response l;
+        auto* entries = o->if_contains("entries");
+        auto truncated = get_bool(*o, "truncated", false);
+        if (!entries || !entries->is_array() || !truncated || entries->get_array().size() > listing_response::max_entries)
+            return agent_errc::malformed_message;
+        l.truncated = *truncated;
+        for (const auto& e : entries->get_array()) {
+            auto* fields = e.if_array();
+            if (!fields || fields->size() != 3) return agent_errc::malformed_message;
+            auto name = bytes_from_json((*fields)[0]);
+            auto type_index = index_of(file_types, &(*fields)[1]);
+            const auto& size = (*fields)[2];
+            if (!name || !type_index || !(size.is_uint64() || (size.is_int64() && size.get_int64() >= 0)))
+                return agent_errc::malformed_message;
+            l.entries.push_back({std::move(*name), static_cast<file_type>(*type_index), size.to_number<std::uint64_t>()});
+        }
+        return response{std::move(l)};
     }
     if (type->get_string() == "error") {
         auto* num = o->if_contains("errno");

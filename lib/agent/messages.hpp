@@ -32,8 +32,22 @@ struct exec_request {
 };
 
 struct kill_request {};  ///< mid-exec: kill the process group
-
-using request = std::variant<ping_request, exec_request, kill_request>;
+/// Sent once by the host when the sandbox becomes ready.
+struct init_request {
+    std::string entropy;   ///< mixed into the guest's RNG (credited), up to 512 bytes
+    std::string hostname;  ///< set when not empty; at most 64 bytes
+};
+/// File operations. Paths are absolute guest paths (resolved by the guest: symlinks and `..`
+/// mean what they mean inside the guest).
+struct file_request {
+    enum class operation { read, write, list_dir, stat, remove, rename, mkdir };
+    operation op = operation::stat;
+    std::string path;
+    std::string target;          ///< rename: the new path
+    std::uint32_t mode = 0644;   ///< write (file mode), mkdir (0755 is sent by the host)
+    bool recursive = false;      ///< remove: a whole tree; mkdir: create parents (mkdir -p)
+};
+using request = std::variant<ping_request, exec_request, kill_request, init_request, file_request>;
 
 struct pong_response {
     std::string agent_version;
@@ -53,7 +67,27 @@ struct error_response {
     std::string message;
 };
 
-using response = std::variant<pong_response, exit_response, error_response>;
+struct ok_response {};
+enum class file_type { regular, directory, symlink, other };
+struct stat_response {
+    file_type type = file_type::other;
+    std::uint64_t size = 0;
+    std::uint32_t mode = 0;       ///< permission bits
+    std::int64_t mtime_ns = 0;
+};
+struct dir_entry {
+    std::string name;
+    file_type type = file_type::other;
+    std::uint64_t size = 0;
+};
+struct listing_response {
+    /// Entries fit one message frame: a directory too large for it is cut and flagged.
+    static constexpr std::size_t max_entries = 4096;
+    std::vector<dir_entry> entries;
+    bool truncated = false;
+};
+using response =
+    std::variant<pong_response, exit_response, error_response, ok_response, stat_response, listing_response>;
 
 boost::json::value to_json(const request& r);
 boost::json::value to_json(const response& r);

@@ -154,8 +154,11 @@ void mmio_transport::reset() {
 }
 
 void mmio_transport::signal_used_buffers() {
-    interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
-    irq_.trigger();
+    // One edge per unacknowledged period: while the bit is still set the guest has an interrupt
+    // coming and handles every used buffer after acknowledging it, so another edge would only
+    // be a spurious interrupt (and Linux disables lines that see too many of those).
+    const auto before = interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
+    if (!(before & interrupt_used_buffer)) irq_.trigger();
 }
 
 void mmio_transport::fail_device() {

@@ -28,8 +28,14 @@ public:
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
 
-    /// Raises the used-buffer interrupt (the device calls this after returning buffers).
+    /// Raises the used-buffer interrupt (the device calls this after returning buffers); no new
+    /// edge while the guest has not acknowledged the previous one.
     void signal_used_buffers();
+    /// Sets the used-buffer bit and raises an edge unconditionally (recovery from a lost one).
+    void resignal_used_buffers() {
+        interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
+        irq_.trigger();
+    }
     /// The device found the driver breaking the contract: DEVICE_NEEDS_RESET plus a
     /// configuration-change interrupt, and the device is told nothing more until the driver
     /// resets it. The caller (the device) stops using its queues itself: the transport does
@@ -39,6 +45,7 @@ public:
     std::uint32_t device_status() const noexcept { return status_; }
     std::uint64_t driver_features() const noexcept { return driver_features_; }
     bool active() const noexcept { return active_; }
+    std::uint32_t interrupt_status() const noexcept { return interrupt_status_.load(std::memory_order_acquire); }
 
 private:
     struct queue_registers {

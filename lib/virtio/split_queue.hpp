@@ -55,6 +55,8 @@ public:
     const queue_layout& layout() const noexcept { return layout_; }
     std::uint16_t next_avail() const noexcept { return next_avail_; }
     std::uint16_t next_used() const noexcept { return next_used_; }
+    /// The driver's avail index as it is in guest memory now (diagnostics).
+    std::uint16_t driver_avail_index() const { return load_u16(layout_.driver + 2); }
 
 private:
     split_queue(const memory::guest_memory& mem, const queue_layout& layout) : mem_(&mem), layout_(layout) {}

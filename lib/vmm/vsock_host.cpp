@@ -11,6 +11,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace mimobox::vmm {
 
 namespace asio = boost::asio;
@@ -52,6 +55,73 @@ vsock_host::error_code vsock_host::attach(kvm::vm& vm, devices::bus& mmio) {
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
     for (std::size_t i = 0; i < queue_events_.size(); ++i)
         asio::co_spawn(strand_, queue_worker(i, keep_alive), asio::detached);
+    starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
+    asio::co_spawn(strand_, rx_starvation_watch(keep_alive), asio::detached);
+    if (const auto interval = stall_log_interval(); interval.count() > 0) {
+        stall_timer_.emplace(strand_);
+        asio::co_spawn(strand_, stall_watch(interval, std::move(keep_alive)), asio::detached);
+    }
+}
+
+// The guest refills its receive queue when it handles our used-buffer interrupt. Should that
+// interrupt be lost (seen under nested emulation: the guest sat idle with an empty receive
+// queue while we held data for it, a permanent hang), raising it again costs the guest one
+// spurious interrupt and unsticks it. Armed only while starved, so an idle VM has no timer.
+asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
+    using namespace std::chrono_literals;
+    while (!stopped_) {
+        auto [ec] = co_await starvation_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (stopped_) break;
+        if (ec) continue;  // re-armed
+        if (!device_.starved_for_rx_buffers()) {
+            starvation_timer_->expires_at(asio::steady_timer::time_point::max());
+            continue;
+        }
+        device_.renotify();
+        ++renotifications_;
+        if (stall_log_interval().count() > 0)
+            std::fprintf(stderr, "mimobox: vsock receive queue still empty after 500 ms; interrupt raised again (%llu)\n",
+                         static_cast<unsigned long long>(renotifications_));
+        starvation_timer_->expires_after(500ms);
+    }
+}
+
+std::chrono::seconds vsock_host::stall_log_interval() {
+    const char* v = std::getenv("MIMOBOX_VSOCK_STALL_LOG_S");
+    return std::chrono::seconds(v ? std::atoi(v) : 0);
+}
+
+bool vsock_host::has_pending_operations() const {
+    if (!connecting_.empty()) return true;
+    for (const auto& [k, io] : io_)
+        if (io.reader || io.writer) return true;
+    return false;
+}
+
+asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[maybe_unused]] std::shared_ptr<void> keep_alive) {
+    bool reported = false;
+    while (!stopped_) {
+        stall_timer_->expires_after(interval);
+        auto [ec] = co_await stall_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec || stopped_) break;
+        const bool stalled = has_pending_operations() && std::chrono::steady_clock::now() - last_activity_ >= interval;
+        if (stalled && !reported) {
+            std::fprintf(stderr, "mimobox: vsock operations pending with no queue activity for %llds\n%s",
+                         static_cast<long long>(interval.count()), describe().c_str());
+        }
+        reported = stalled;
+    }
+}
+
+std::string vsock_host::describe() const {
+    std::string out = device_.describe();
+    out += "  receive-queue renotifications=" + std::to_string(renotifications_) + "\n";
+    out += "  transport interrupt_status=" + std::to_string(transport_.interrupt_status()) +
+           " device_status=" + std::to_string(transport_.device_status()) + "\n";
+    for (const auto& [k, io] : io_)
+        out += "  stream host:" + std::to_string(k.first) + " guest:" + std::to_string(k.second) +
+               " reader=" + std::to_string(io.reader.has_value()) + " writer=" + std::to_string(io.writer.has_value()) + "\n";
+    return out;
 }
 
 // keep_alive is only held: the coroutine frame owns it, so the machine outlives the worker.
@@ -61,6 +131,7 @@ asio::awaitable<void> vsock_host::queue_worker(std::size_t index, [[maybe_unused
         auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
                                                                       asio::as_tuple(asio::use_awaitable));
         if (ec || stopped_) break;
+        last_activity_ = std::chrono::steady_clock::now();
         pump();
     }
 }
@@ -68,6 +139,8 @@ asio::awaitable<void> vsock_host::queue_worker(std::size_t index, [[maybe_unused
 void vsock_host::stop() {
     if (stopped_) return;
     stopped_ = true;
+    if (stall_timer_) stall_timer_->cancel();
+    if (starvation_timer_) starvation_timer_->cancel();
     for (auto& ev : queue_events_) {
         error_code ignored;
         ev.close(ignored);
@@ -151,6 +224,9 @@ void vsock_host::pump() {
         if (!progress()) break;
     }
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
+    if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
+        device_.starved_for_rx_buffers())
+        starvation_timer_->expires_after(std::chrono::milliseconds(500));
 }
 
 bool vsock_host::progress() {
@@ -241,6 +317,7 @@ bool vsock_host::progress() {
             }
         }
     }
+    if (changed) last_activity_ = std::chrono::steady_clock::now();
     return changed;
 }
 

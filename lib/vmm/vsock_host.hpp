@@ -16,8 +16,10 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <chrono>
 #include <functional>
 #include <list>
 #include <map>
@@ -58,6 +60,12 @@ public:
     /// The stream is gone: close the connection and forget it once closed.
     void release(const vsock::endpoint& ep);
 
+    /// Queues, connections, interrupt state and pending operations, for stall diagnostics.
+    std::string describe() const;
+    /// With MIMOBOX_VSOCK_STALL_LOG_S=N in the environment, an operation pending N seconds
+    /// with no queue activity writes describe() to stderr (once per stall).
+    static std::chrono::seconds stall_log_interval();
+
 private:
     struct pending_io {
         std::vector<boost::asio::mutable_buffer> read_buffers;
@@ -69,6 +77,9 @@ private:
     static key key_of(const vsock::endpoint& ep) { return {ep.host_port, ep.guest_port}; }
 
     boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);
+    boost::asio::awaitable<void> stall_watch(std::chrono::seconds interval, std::shared_ptr<void> keep_alive);
+    boost::asio::awaitable<void> rx_starvation_watch(std::shared_ptr<void> keep_alive);
+    bool has_pending_operations() const;
     /// Moves packets both ways, then completes what can complete; repeats while that helps.
     void pump();
     bool progress();
@@ -83,6 +94,11 @@ private:
     virtio::mmio_transport transport_;
     std::vector<boost::asio::posix::stream_descriptor> queue_events_;
     bool stopped_ = false;
+    std::optional<boost::asio::steady_timer> stall_timer_;
+    // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).
+    std::optional<boost::asio::steady_timer> starvation_timer_;
+    std::uint64_t renotifications_ = 0;
+    std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
 
     std::map<key, std::list<stream_handler>> connecting_;  // by host-side endpoint
     std::map<std::uint32_t, std::list<stream_handler>> accepting_;

@@ -1,6 +1,7 @@
 #include "vsock/connection.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 namespace mimobox::vsock {
 
@@ -193,6 +194,18 @@ std::optional<outgoing_packet> connection::poll_output(std::size_t max_payload) 
         return outgoing_packet{h, {}};
     }
     return std::nullopt;
+}
+
+std::string connection::describe() const {
+    std::ostringstream out;
+    out << "host:" << ep_.host_port << " guest:" << ep_.guest_port << " state=" << static_cast<int>(state_)
+        << " err='" << error_.message() << "' rx=" << rx_.size() << " rx_cnt=" << rx_cnt_ << " fwd_cnt=" << fwd_cnt_
+        << " advertised_fwd_cnt=" << advertised_fwd_cnt_ << " tx=" << tx_.size() << " tx_cnt=" << tx_cnt_
+        << " peer_buf_alloc=" << peer_buf_alloc_ << " peer_fwd_cnt=" << peer_fwd_cnt_ << " peer_credit=" << peer_credit()
+        << " credit_requested=" << credit_requested_ << " pending_credit_update=" << send_credit_update_
+        << " peer_shutdown=" << peer_shutdown_ << " shutdown_write=" << shutdown_write_
+        << " shutdown_sent=" << shutdown_sent_;
+    return out.str();
 }
 
 }  // namespace mimobox::vsock

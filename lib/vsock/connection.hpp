@@ -13,6 +13,7 @@
 #include <deque>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace mimobox::vsock {
@@ -75,6 +76,8 @@ public:
     boost::system::error_code error() const noexcept { return error_; }
     /// Bytes the guest's credit still allows us to send.
     std::uint32_t peer_credit() const noexcept;
+    /// One line of flow-control state, for stall diagnostics.
+    std::string describe() const;
 
 private:
     connection(endpoint ep, std::uint32_t buf_alloc, state s) : ep_(ep), buf_alloc_(buf_alloc), state_(s) {}

@@ -96,4 +96,11 @@ void muxer::fail_all(vsock_errc why) {
     stray_rsts_.clear();
 }
 
+std::string muxer::describe() const {
+    std::string out = "stray_rsts=" + std::to_string(stray_rsts_.size()) + " connections=" +
+                      std::to_string(connections_.size()) + "\n";
+    for (const auto& [k, c] : connections_) out += "  " + c.describe() + "\n";
+    return out;
+}
+
 }  // namespace mimobox::vsock

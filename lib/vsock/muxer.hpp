@@ -60,6 +60,8 @@ public:
     }
     std::size_t size() const noexcept { return connections_.size(); }
     std::uint64_t guest_cid() const noexcept { return guest_cid_; }
+    /// Every connection's flow-control state plus queued control packets, for stall diagnostics.
+    std::string describe() const;
     /// TRANSPORT_RESET (snapshot restore) or VM stop: every connection fails with `why`.
     void fail_all(vsock_errc why);
 

@@ -130,4 +130,26 @@ bool vsock_device::process_rx() {
     return used;
 }
 
+bool vsock_device::starved_for_rx_buffers() const {
+    if (!active() || !mux_.has_output()) return false;
+    const auto& q = queues_[rx_queue];
+    return q.driver_avail_index() == q.next_avail();
+}
+
+void vsock_device::renotify() {
+    if (active() && transport_) transport_->resignal_used_buffers();
+}
+
+std::string vsock_device::describe() const {
+    std::string out = "vsock device active=" + std::to_string(active()) + " dropped=" + std::to_string(dropped_) + "\n";
+    static constexpr const char* names[] = {"rx", "tx", "event"};
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+        const auto& q = queues_[i];
+        out += std::string("  queue ") + names[i] + ": driver avail=" + std::to_string(q.driver_avail_index()) +
+               " consumed=" + std::to_string(q.next_avail()) + " used=" + std::to_string(q.next_used()) +
+               " in_flight=" + std::to_string(q.in_flight()) + " wants_interrupt=" + std::to_string(q.should_notify()) + "\n";
+    }
+    return out + mux_.describe();
+}
+
 }  // namespace mimobox::vsock

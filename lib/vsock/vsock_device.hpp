@@ -40,6 +40,12 @@ public:
     void process();
     bool active() const noexcept { return !queues_.empty(); }
     std::uint64_t packets_dropped() const noexcept { return dropped_; }
+    /// Packets wait for the guest while the guest has posted no receive buffer.
+    bool starved_for_rx_buffers() const;
+    /// Raises the used-buffer interrupt again (see vsock_host's starvation watch).
+    void renotify();
+    /// Queue indices and the muxer's connections, for stall diagnostics.
+    std::string describe() const;
 
 private:
     bool process_tx();  // true if buffers were returned

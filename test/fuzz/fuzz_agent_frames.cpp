@@ -1,22 +1,31 @@
-// libFuzzer: arbitrary bytes from a (hostile) guest agent into the frame decoder, fed in
-// input-chosen chunks. Must yield frames within the size limit or a typed error, never crash.
+// libFuzzer: arbitrary bytes from a (hostile) guest agent, fed in input-chosen chunks, into the
+// host's response reader (frames, JSON, responses) and, as requests, into the agent's parser.
+// Must yield bounded frames and typed results or a typed error, never crash.
 #include "agent/frame.hpp"
+#include "agent/response_reader.hpp"
 
 using namespace mimobox::agent;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1) return 0;
-    frame_decoder d;
     const std::size_t chunk = 1 + data[0] % 64;
     std::span<const std::uint8_t> in(data + 1, size - 1);
-    std::size_t pos = 0;
-    while (pos < in.size() && !d.error()) {
-        auto used = d.feed(in.subspan(pos, std::min(chunk, in.size() - pos)));
-        pos += used;
-        while (auto f = d.next())
-            if (f->body.size() >= max_frame_size) __builtin_trap();
-        if (used == 0 && !d.error()) break;
+
+    response_reader reader;
+    for (std::size_t pos = 0; pos < in.size(); pos += chunk) {
+        reader.feed(in.subspan(pos, std::min(chunk, in.size() - pos)));
+        for (;;) {
+            auto item = reader.next();
+            if (!item || !*item) break;
+            if (auto* d = std::get_if<data_chunk>(&**item); d && d->bytes.size() >= max_frame_size) __builtin_trap();
+        }
     }
-    (void)d.finish();
+    (void)reader.finish();
+
+    // The same bytes as one JSON message body, parsed as the guest agent parses requests.
+    if (auto v = parse_message(std::string_view(reinterpret_cast<const char*>(in.data()), in.size()))) {
+        if (auto rq = request_from_json(*v)) (void)to_json(*rq);
+        if (auto rs = response_from_json(*v)) (void)to_json(*rs);
+    }
     return 0;
 }

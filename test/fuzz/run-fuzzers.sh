@@ -11,12 +11,14 @@ common=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 declare -A sources=(
   [fuzz_split_queue]="lib/memory/mapping.cpp lib/memory/guest_memory.cpp lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp"
   [fuzz_vsock]="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/vsock/vsock_errc.cpp"
-  [fuzz_agent_frames]="lib/agent/frame.cpp lib/agent/agent_errc.cpp"
+  [fuzz_agent_frames]="lib/agent/frame.cpp lib/agent/agent_errc.cpp lib/agent/messages.cpp lib/agent/response_reader.cpp"
 )
+declare -A libs=([fuzz_agent_frames]="-lboost_json")
 for target in "${!sources[@]}"; do
   files=()
   for f in ${sources[$target]}; do files+=("$src/$f"); done
-  "$cxx" "${common[@]}" "$src/test/fuzz/$target.cpp" "${files[@]}" -o "$work/$target"
+  # shellcheck disable=SC2086  # the library list is meant to split into words
+  "$cxx" "${common[@]}" "$src/test/fuzz/$target.cpp" "${files[@]}" ${libs[$target]:-} -o "$work/$target"
   mkdir -p "$work/$target.corpus"
   echo "fuzz: $target for ${seconds}s"
   (cd "$work" && "./$target" -max_total_time="$seconds" -max_len=8192 -print_final_stats=1 "$target.corpus" 2>&1 | tail -n 5)

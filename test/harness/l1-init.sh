@@ -15,7 +15,8 @@ done
 [ -c /dev/kvm ] || fail "/dev/kvm missing after loading kvm-amd"
 echo "MIMOBOX_HARNESS_KVM_READY cpus=$(grep -c ^processor /proc/cpuinfo)"
 watchdog=$(sed -n 's/.*mimobox.watchdog=\([0-9]*\).*/\1/p' /proc/cmdline)
-export MIMOBOX_KVM_MODE=native HOME=/tmp BOOST_TEST_COLOR_OUTPUT=no
+# A vsock operation stuck this long prints the device and connection state (see vsock_host).
+export MIMOBOX_KVM_MODE=native HOME=/tmp BOOST_TEST_COLOR_OUTPUT=no MIMOBOX_VSOCK_STALL_LOG_S=30
 [ -d /harness/assets ] && export MIMOBOX_VM_ASSETS_DIR=/harness/assets
 cd /harness/test
 # Watchdog: if the test outlives MIMOBOX_L1_WATCHDOG seconds, show where its threads wait

@@ -91,3 +91,85 @@ BOOST_AUTO_TEST_CASE(deeply_nested_or_invalid_json_is_malformed) {
     BOOST_TEST((parse_message(std::string(100, '[')).error() == agent_errc::malformed_message));
     BOOST_TEST((parse_message("{not json").error() == agent_errc::malformed_message));
 }
+
+BOOST_AUTO_TEST_CASE(file_requests_round_trip_with_raw_path_bytes) {
+    file_request f;
+    f.op = file_request::operation::rename;
+    f.path = std::string("/tmp/\xff name\n", 12);
+    f.target = "/tmp/new name";
+    f.mode = 0600;
+    f.recursive = true;
+    auto back = round_trip_request(f);
+    BOOST_TEST((back.op == file_request::operation::rename));
+    BOOST_TEST(back.path == f.path);
+    BOOST_TEST(back.target == f.target);
+    BOOST_TEST(back.mode == 0600u);
+    BOOST_TEST(back.recursive);
+}
+
+BOOST_AUTO_TEST_CASE(file_requests_with_relative_or_nul_paths_are_malformed) {
+    for (const char* text : {
+             R"({"v":1,"op":"file","file_op":"read","path":"relative"})",
+             R"({"v":1,"op":"file","file_op":"read","path":""})",
+             R"({"v":1,"op":"file","file_op":"read","path":"/a\u0000b"})",
+             R"({"v":1,"op":"file","file_op":"chmod","path":"/a"})",
+             R"({"v":1,"op":"file","file_op":"rename","path":"/a"})",
+             R"({"v":1,"op":"file","file_op":"write","path":"/a","mode":70000})",
+         }) {
+        auto v = parse_message(text);
+        BOOST_REQUIRE(v);
+        BOOST_TEST((request_from_json(*v).error() == agent_errc::malformed_message), text);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(init_request_carries_binary_entropy_within_limits) {
+    init_request i{std::string("\x00\x01\xfe\xff", 4), "box"};
+    auto back = round_trip_request(i);
+    BOOST_TEST(back.entropy == i.entropy);
+    BOOST_TEST(back.hostname == "box");
+    init_request too_much{std::string(513, 'x'), ""};
+    auto v = parse_message(serialize(to_json(request{too_much})));
+    BOOST_TEST((request_from_json(*v).error() == agent_errc::malformed_message));
+}
+
+BOOST_AUTO_TEST_CASE(stat_listing_and_ok_responses_round_trip) {
+    stat_response st{file_type::directory, 4096, 0755, -5};
+    auto r1 = response_from_json(*parse_message(serialize(to_json(response{st}))));
+    BOOST_REQUIRE(r1);
+    auto& st2 = std::get<stat_response>(*r1);
+    BOOST_TEST((st2.type == file_type::directory));
+    BOOST_TEST(st2.size == 4096u);
+    BOOST_TEST(st2.mode == 0755u);
+    BOOST_TEST(st2.mtime_ns == -5);
+
+    listing_response l;
+    l.entries.push_back({"a", file_type::regular, 3});
+    l.entries.push_back({std::string("\xff", 1), file_type::symlink, 0});
+    l.truncated = true;
+    auto r2 = response_from_json(*parse_message(serialize(to_json(response{l}))));
+    BOOST_REQUIRE(r2);
+    auto& l2 = std::get<listing_response>(*r2);
+    BOOST_REQUIRE(l2.entries.size() == 2u);
+    BOOST_TEST(l2.entries[1].name == std::string("\xff", 1));
+    BOOST_TEST((l2.entries[1].type == file_type::symlink));
+    BOOST_TEST(l2.truncated);
+
+    auto r3 = response_from_json(*parse_message(serialize(to_json(response{ok_response{}}))));
+    BOOST_REQUIRE(r3);
+    BOOST_TEST(std::holds_alternative<ok_response>(*r3));
+}
+
+BOOST_AUTO_TEST_CASE(malformed_responses_are_rejected) {
+    for (const char* text : {
+             R"({"v":1,"type":"stat","file_type":"fifo","size":1,"mode":1,"mtime_ns":0})",
+             R"({"v":1,"type":"stat","file_type":"file","size":-1,"mode":1,"mtime_ns":0})",
+             R"({"v":1,"type":"listing","entries":[["a","file"]]})",
+             R"({"v":1,"type":"listing","entries":[["a","file",-3]]})",
+             R"({"v":1,"type":"listing"})",
+             R"({"v":1,"type":"surprise"})",
+         }) {
+        auto v = parse_message(text);
+        BOOST_REQUIRE(v);
+        BOOST_TEST((response_from_json(*v).error() == agent_errc::malformed_message), text);
+    }
+}

@@ -1,0 +1,197 @@
+#include "exec.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace mimobox::agent::guest {
+
+namespace {
+
+[[noreturn]] void exec_child(const exec_request& e, int in_fd, int out_fd, int err_fd) {
+    ::setpgid(0, 0);
+    ::dup2(in_fd, 0);
+    ::dup2(out_fd, 1);
+    ::dup2(err_fd, 2);
+    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::signal(SIGCHLD, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::clearenv();
+    ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);
+    ::setenv("HOME", "/root", 1);
+    for (auto& [k, v] : e.env) ::setenv(k.c_str(), v.c_str(), 1);
+    if (::chdir(e.cwd.c_str()) != 0) {
+        std::fprintf(stderr, "mimobox-agent: chdir %s: %s\n", e.cwd.c_str(), std::strerror(errno));
+        ::_exit(126);
+    }
+    if (e.shell) {
+        ::execl("/bin/sh", "sh", "-c", e.shell->c_str(), static_cast<char*>(nullptr));
+    } else {
+        std::vector<char*> argv;
+        for (auto& a : e.argv) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        ::execvp(argv[0], argv.data());
+    }
+    ::_exit(errno == ENOENT ? 127 : 126);
+}
+
+// One output pipe: read what is there, forward it up to the cap, flag what was dropped.
+struct output_pipe {
+    int fd;
+    frame_kind kind;
+    std::uint64_t bytes = 0;
+    bool truncated = false;
+
+    // false once the pipe is done (EOF or error).
+    bool drain(int conn, std::uint64_t cap, bool& host_gone) {
+        std::uint8_t buf[max_data_chunk];
+        ssize_t r = ::read(fd, buf, sizeof buf);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+        if (r <= 0) {
+            ::close(fd);
+            fd = -1;
+            return false;
+        }
+        std::size_t keep = static_cast<std::size_t>(r);
+        if (bytes + keep > cap) {
+            keep = bytes >= cap ? 0 : static_cast<std::size_t>(cap - bytes);
+            truncated = true;
+        }
+        bytes += keep;
+        // A blocking send: when the host stops reading, vsock credit runs out, this blocks, the
+        // pipe fills and the command blocks. That is the end-to-end backpressure.
+        if (keep && !host_gone && !send_frame(conn, kind, std::span(buf, keep))) host_gone = true;
+        return true;
+    }
+};
+
+}  // namespace
+
+void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
+    int in_pipe[2], out_pipe[2], err_pipe[2];
+    if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC)) {
+        send_message(conn, errno_response(errno));
+        return;
+    }
+    const std::uint64_t start = monotonic_us();
+    pid_t pid = ::fork();
+    if (pid == 0) exec_child(e, in_pipe[0], out_pipe[1], err_pipe[1]);
+    ::close(in_pipe[0]);
+    ::close(out_pipe[1]);
+    ::close(err_pipe[1]);
+    if (pid < 0) {
+        send_message(conn, errno_response(errno));
+        return;
+    }
+    ::setpgid(pid, pid);  // both sides set it: no race with an early kill
+    // A pidfd turns "the child exited" into a poll event: no polling interval, no SIGCHLD.
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    int stdin_fd = in_pipe[1];
+    if (!e.stdin_open) {
+        ::close(stdin_fd);
+        stdin_fd = -1;
+    } else {
+        // Non-blocking, buffered: a child busy writing output must never wedge us in a write
+        // to its stdin (it would stop reading, and we would stop draining it).
+        ::fcntl(stdin_fd, F_SETFL, ::fcntl(stdin_fd, F_GETFL) | O_NONBLOCK);
+    }
+    constexpr std::size_t stdin_buffer_limit = 1u << 20;  // stop reading the host beyond this
+    std::vector<std::uint8_t> stdin_buf;
+    bool stdin_eof_requested = false;
+    output_pipe out{out_pipe[0], frame_kind::stdout_data}, err{err_pipe[0], frame_kind::stderr_data};
+    bool timed_out = false, killed = false, host_gone = false, reaped = false;
+    int status = 0;
+    auto kill_group = [&] {
+        if (!killed) ::kill(-pid, SIGKILL);
+        killed = true;
+    };
+    const std::uint64_t deadline = e.timeout_ms ? start + e.timeout_ms * 1000 : 0;
+    while (out.fd >= 0 || err.fd >= 0 || !reaped) {
+        if (!reaped && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
+        if (reaped && out.fd < 0 && err.fd < 0) break;
+        int wait_ms = -1;
+        if (deadline && !killed) {
+            const std::uint64_t now = monotonic_us();
+            if (now >= deadline) {
+                timed_out = true;
+                kill_group();
+            } else {
+                wait_ms = static_cast<int>((deadline - now + 999) / 1000);
+            }
+        }
+        if (pidfd < 0 && !reaped && wait_ms < 0) wait_ms = 20;  // no pidfd: fall back to polling
+        pollfd fds[5];
+        int n = 0;
+        int conn_slot = -1, in_slot = -1, out_slot = -1, err_slot = -1;
+        if (!host_gone && stdin_buf.size() < stdin_buffer_limit) { conn_slot = n; fds[n++] = {conn, POLLIN, 0}; }
+        if (stdin_fd >= 0 && !stdin_buf.empty()) { in_slot = n; fds[n++] = {stdin_fd, POLLOUT, 0}; }
+        if (out.fd >= 0) { out_slot = n; fds[n++] = {out.fd, POLLIN, 0}; }
+        if (err.fd >= 0) { err_slot = n; fds[n++] = {err.fd, POLLIN, 0}; }
+        if (pidfd >= 0 && !reaped) fds[n++] = {pidfd, POLLIN, 0};  // wakes the loop, which reaps
+        if (::poll(fds, static_cast<nfds_t>(n), wait_ms) < 0 && errno != EINTR) break;
+        auto ready = [&](int slot, short events) { return slot >= 0 && (fds[slot].revents & (events | POLLHUP | POLLERR)); };
+        if (ready(in_slot, POLLOUT)) {
+            ssize_t w = ::write(stdin_fd, stdin_buf.data(), stdin_buf.size());
+            if (w > 0) {
+                stdin_buf.erase(stdin_buf.begin(), stdin_buf.begin() + w);
+            } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                ::close(stdin_fd);  // the command closed its stdin: drop the rest
+                stdin_fd = -1;
+                stdin_buf.clear();
+            }
+        }
+        if (stdin_fd >= 0 && stdin_eof_requested && stdin_buf.empty()) {
+            ::close(stdin_fd);
+            stdin_fd = -1;
+        }
+        if (ready(out_slot, POLLIN)) out.drain(conn, e.max_output, host_gone);
+        if (ready(err_slot, POLLIN)) err.drain(conn, e.max_output, host_gone);
+        if (ready(conn_slot, POLLIN)) {
+            std::uint8_t buf[64 * 1024];
+            ssize_t r = ::read(conn, buf, sizeof buf);
+            if (r <= 0) {
+                host_gone = true;  // the host hung up: that is cancellation
+                kill_group();
+            } else {
+                reader.feed(std::span(buf, static_cast<std::size_t>(r)));
+                while (auto f = reader.next()) {
+                    if (f->kind == frame_kind::stdin_data && stdin_fd >= 0) {
+                        stdin_buf.insert(stdin_buf.end(), f->body.begin(), f->body.end());
+                    } else if (f->kind == frame_kind::end_of_data) {
+                        stdin_eof_requested = true;
+                    } else if (f->kind == frame_kind::message) {
+                        auto v = parse_message(std::string_view(reinterpret_cast<const char*>(f->body.data()), f->body.size()));
+                        if (v)
+                            if (auto rq = request_from_json(*v); rq && std::holds_alternative<kill_request>(*rq)) kill_group();
+                    }
+                    reader.feed({});  // frames behind the one just taken
+                }
+                if (reader.decoder.error()) kill_group();  // a host speaking garbage is a host gone
+            }
+        }
+    }
+    if (stdin_fd >= 0) ::close(stdin_fd);
+    if (pidfd >= 0) ::close(pidfd);
+    if (!reaped) ::waitpid(pid, &status, 0);
+    if (host_gone) return;
+    exit_response x;
+    if (WIFEXITED(status)) x.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) x.signal = WTERMSIG(status);
+    x.timed_out = timed_out;
+    x.stdout_truncated = out.truncated;
+    x.stderr_truncated = err.truncated;
+    x.duration_us = monotonic_us() - start;
+    send_message(conn, x);
+}
+
+}  // namespace mimobox::agent::guest

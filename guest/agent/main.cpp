@@ -1,0 +1,157 @@
+// mimobox guest agent: the guest's /init. As PID 1 it mounts the pseudo filesystems, names the
+// host, starts the vsock server and reaps every orphan. The server listens on vsock port 52 and
+// serves each connection (one operation: ping, init, exec, a file operation) in its own process,
+// so a misbehaving command cannot stall another operation.
+// `mimobox.test=` on the kernel command line hands PID 1 to the test init instead.
+#include "exec.hpp"
+#include "files.hpp"
+#include "wire.hpp"
+
+#include <fcntl.h>
+#include <linux/random.h>
+#include <linux/vm_sockets.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+using namespace mimobox::agent;
+using namespace mimobox::agent::guest;
+
+namespace {
+
+constexpr unsigned agent_port = 52;
+constexpr const char* agent_version = "0.2.0";
+
+// Mixes the host's bytes into the pool and credits them, so getrandom() does not block early
+// in a fresh VM that has seen almost no interrupts.
+int seed_rng(const std::string& entropy) {
+    if (entropy.empty()) return 0;
+    const int fd = ::open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    std::vector<std::uint8_t> buf(sizeof(rand_pool_info) + entropy.size());
+    auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
+    info->entropy_count = static_cast<int>(entropy.size() * 8);
+    info->buf_size = static_cast<int>(entropy.size());
+    std::memcpy(info->buf, entropy.data(), entropy.size());
+    const int rc = ::ioctl(fd, RNDADDENTROPY, info);
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    return rc;
+}
+
+void serve_connection(int conn) {
+    frame_reader reader;
+    auto first = reader.read(conn);
+    if (!first || first->kind != frame_kind::message) return;
+    auto v = parse_message(std::string_view(reinterpret_cast<const char*>(first->body.data()), first->body.size()));
+    if (!v) return (void)send_message(conn, error_response{EPROTO, "malformed message"});
+    auto rq = request_from_json(*v);
+    if (!rq) return (void)send_message(conn, error_response{EPROTO, rq.error().message()});
+    if (std::holds_alternative<ping_request>(*rq)) return (void)send_message(conn, pong_response{agent_version});
+    if (auto* i = std::get_if<init_request>(&*rq)) {
+        if (seed_rng(i->entropy) != 0) return (void)send_message(conn, errno_response(errno));
+        if (!i->hostname.empty() && ::sethostname(i->hostname.data(), i->hostname.size()) != 0)
+            return (void)send_message(conn, errno_response(errno));
+        return (void)send_message(conn, ok_response{});
+    }
+    if (auto* e = std::get_if<exec_request>(&*rq)) return serve_exec(conn, *e, reader);
+    if (auto* f = std::get_if<file_request>(&*rq)) return serve_file(conn, *f, reader);
+    send_message(conn, error_response{EPROTO, "unexpected request"});
+}
+
+[[noreturn]] void serve_forever() {
+    ::signal(SIGPIPE, SIG_IGN);
+    // Connection processes are reaped by the kernel; each resets this before running commands.
+    struct sigaction sa{};
+    sa.sa_handler = SIG_IGN;
+    sa.sa_flags = SA_NOCLDWAIT;
+    ::sigaction(SIGCHLD, &sa, nullptr);
+    int ls = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = agent_port;
+    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 256) != 0) {
+        std::printf("MIMOBOX_AGENT=error:%s\n", std::strerror(errno));
+        std::fflush(stdout);
+        ::_exit(1);
+    }
+    std::printf("MIMOBOX_AGENT=listening port=%u version=%s\n", agent_port, agent_version);
+    std::fflush(stdout);
+    for (;;) {
+        int c = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        if (::fork() == 0) {
+            ::close(ls);
+            ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own child
+            serve_connection(c);
+            ::close(c);
+            ::_exit(0);
+        }
+        ::close(c);
+    }
+}
+
+std::string kernel_cmdline() {
+    std::ifstream f("/proc/cmdline");
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+[[noreturn]] void run_as_init() {
+    // Errors are ignored: a kernel without one of these still runs commands.
+    ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    if (kernel_cmdline().find("mimobox.test=") != std::string::npos) {
+        ::execl("/sbin/mimobox-test-init", "init", static_cast<char*>(nullptr));
+        std::printf("mimobox-agent: cannot run the test init: %s\n", std::strerror(errno));
+    }
+    ::mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    ::mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, nullptr);
+    // The initramfs has no /dev/console node, so the kernel started us without stdio: take the
+    // console now, so our messages (and those of commands' daemons) reach the serial log.
+    if (::fcntl(1, F_GETFD) < 0) {
+        const int console = ::open("/dev/console", O_RDWR | O_NOCTTY);
+        if (console >= 0) {
+            for (int fd = 0; fd < 3; ++fd) ::dup2(console, fd);
+            if (console > 2) ::close(console);
+        }
+    }
+    ::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    ::mkdir("/dev/pts", 0755);
+    ::mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, nullptr);
+    ::sethostname("mimobox", 7);
+    // PID 1 ignores signals it has no handler for; keep it that way and just reap.
+    for (;;) {
+        const pid_t server = ::fork();
+        if (server == 0) serve_forever();
+        for (;;) {
+            int status = 0;
+            const pid_t p = ::wait(&status);
+            if (p == server) {
+                std::printf("mimobox-agent: server exited (status %d), restarting\n", status);
+                std::fflush(stdout);
+                ::sleep(1);
+                break;
+            }
+            if (p < 0 && errno == ECHILD) break;
+        }
+    }
+}
+
+}  // namespace
+
+int main() {
+    if (::getpid() == 1) run_as_init();
+    serve_forever();
+}

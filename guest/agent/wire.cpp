@@ -1,0 +1,67 @@
+#include "wire.hpp"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mimobox::agent::guest {
+
+bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
+    while (n) {
+        ssize_t w = ::write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+bool send_frame(int fd, frame_kind kind, std::span<const std::uint8_t> body) {
+    std::vector<std::uint8_t> out;
+    encode_frame(out, kind, body);
+    return write_all(fd, out.data(), out.size());
+}
+
+bool send_message(int fd, const response& r) {
+    auto text = serialize(to_json(r));
+    return send_frame(fd, frame_kind::message, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+error_response errno_response(int error_number) { return {error_number, std::strerror(error_number)}; }
+
+void frame_reader::feed(std::span<const std::uint8_t> bytes) {
+    pending.insert(pending.end(), bytes.begin(), bytes.end());
+    while (!pending.empty() && !decoder.error()) {
+        auto used = decoder.feed(pending);
+        pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(used));
+        if (used == 0) break;  // a complete frame waits in the decoder
+    }
+}
+
+std::optional<frame> frame_reader::read(int fd) {
+    for (;;) {
+        if (auto f = decoder.next()) return f;
+        if (decoder.error()) return std::nullopt;
+        if (!pending.empty()) {
+            const auto before = pending.size();
+            feed({});
+            if (pending.size() != before) continue;
+        }
+        std::uint8_t buf[64 * 1024];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return std::nullopt;
+        feed(std::span(buf, static_cast<std::size_t>(n)));
+    }
+}
+
+std::uint64_t monotonic_us() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::uint64_t(ts.tv_sec) * 1000000 + std::uint64_t(ts.tv_nsec) / 1000;
+}
+
+}  // namespace mimobox::agent::guest

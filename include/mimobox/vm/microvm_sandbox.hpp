@@ -1,0 +1,215 @@
+// A microVM with the mimobox agent inside: run commands and move files from coroutines.
+//
+//   auto sb = co_await microvm_sandbox::async_create(ex, vm_config, {}, asio::use_awaitable);
+//   auto r = co_await sb.async_exec({"uname", "-a"}, {}, asio::use_awaitable);
+//
+// Every operation opens its own vsock connection to the agent, so operations run concurrently
+// (hundreds on one VM) and a slow one never holds up another. Operations need the `ready`
+// state (lifecycle_errc::invalid_state otherwise); see microvm_state.hpp for the transitions.
+//
+// Threading and lifetimes: the sandbox's coroutines run on a strand of the executor it was
+// created with; handlers run on their associated executor (else the sandbox's executor).
+// In-flight operations keep what they need alive: destroying the sandbox object stops the VM,
+// and they complete with sandbox_errc::vm_stopped.
+//
+// Cancellation: every async operation supports per-operation cancellation (terminal, partial,
+// total) and then completes with operation_aborted. Cancelling an exec hangs up its connection,
+// which kills the command's whole process group in the guest. A cancelled file write leaves
+// the target untouched (writes are atomic: temporary file, then rename).
+//
+// Errors: sandbox_errc (agent gone, VM stopped, not ready in time), guest_file_errc (file
+// operations), lifecycle_errc (state misuse), microvm_errc (bad VM config or images).
+// A command that runs and fails is not an error: see guest_command_result.
+#pragma once
+
+#include "mimobox/vm/exec_stream.hpp"
+#include "mimobox/vm/guest_exec.hpp"
+#include "mimobox/vm/guest_file.hpp"
+#include "mimobox/vm/kvm_backend.hpp"
+#include "mimobox/vm/microvm_config.hpp"
+#include "mimobox/vm/microvm_state.hpp"
+#include "mimobox/vm/sandbox_config.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mimobox::vm {
+
+namespace detail {
+class sandbox_state;
+}
+
+class microvm_sandbox {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using error_code = boost::system::error_code;
+
+    /// A sandbox in state `created`; nothing runs until async_start.
+    microvm_sandbox(executor_type executor, microvm_config vm, sandbox_config config = {});
+    microvm_sandbox() = default;  ///< empty: state() is destroyed; only assignment and destruction are allowed
+    microvm_sandbox(microvm_sandbox&&) noexcept = default;
+    microvm_sandbox& operator=(microvm_sandbox&&) noexcept;
+    ~microvm_sandbox();  ///< stops the VM unless destroyed already
+
+    executor_type get_executor() const noexcept;
+    microvm_state state() const noexcept;
+    /// The agent's version string, once ready.
+    std::string agent_version() const;
+    /// The VM underneath (console output, stop reason, vsock).
+    kvm_backend& backend() noexcept;
+
+    /// Creates, boots and waits for the agent: async_start on a new sandbox.
+    template <boost::asio::completion_token_for<void(error_code, microvm_sandbox)> Token>
+    static auto async_create(executor_type executor, microvm_config vm, sandbox_config config, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, microvm_sandbox)>(
+            [](auto handler, executor_type ex, microvm_config v, sandbox_config c) {
+                initiate_create(std::move(ex), std::move(v), std::move(c), std::move(handler));
+            },
+            token, std::move(executor), std::move(vm), std::move(config));
+    }
+
+    /// Boots the VM, waits until the agent answers (sandbox_config::ready_timeout), seeds the
+    /// guest's RNG and sets its hostname. Then the state is `ready`; on failure `failed`.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_start(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_start(std::move(handler)); }, token);
+    }
+
+    /// Runs argv[0] with arguments argv (never through a shell) and collects its output.
+    template <boost::asio::completion_token_for<void(error_code, guest_command_result)> Token>
+    auto async_exec(std::vector<std::string> argv, guest_exec_options options, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, guest_command_result)>(
+            [this](auto handler, std::vector<std::string> a, guest_exec_options o) {
+                initiate_exec(std::move(a), std::nullopt, std::move(o), std::move(handler));
+            },
+            token, std::move(argv), std::move(options));
+    }
+
+    /// Runs `command` with /bin/sh -c.
+    template <boost::asio::completion_token_for<void(error_code, guest_command_result)> Token>
+    auto async_exec_shell(std::string command, guest_exec_options options, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, guest_command_result)>(
+            [this](auto handler, std::string c, guest_exec_options o) {
+                initiate_exec({}, std::move(c), std::move(o), std::move(handler));
+            },
+            token, std::move(command), std::move(options));
+    }
+
+    /// Starts argv and hands back its output as a stream of events (see exec_stream.hpp).
+    template <boost::asio::completion_token_for<void(error_code, exec_stream)> Token>
+    auto async_exec_stream(std::vector<std::string> argv, guest_exec_options options, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, exec_stream)>(
+            [this](auto handler, std::vector<std::string> a, guest_exec_options o) {
+                initiate_exec_stream(std::move(a), std::move(o), std::move(handler));
+            },
+            token, std::move(argv), std::move(options));
+    }
+
+    // ---- files (absolute guest paths; guest_file_errc::invalid_path for anything else)
+
+    /// The whole file. Streamed in 64 KiB frames; the result is held in memory.
+    template <boost::asio::completion_token_for<void(error_code, std::string)> Token>
+    auto async_read_file(std::string path, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, std::string)>(
+            [this](auto handler, std::string p) { initiate_read_file(std::move(p), std::move(handler)); }, token,
+            std::move(path));
+    }
+
+    /// Replaces (or creates) the file atomically with `data`, permissions `mode`.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_write_file(std::string path, std::string data, std::uint32_t mode, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this, mode](auto handler, std::string p, std::string d) {
+                initiate_write_file(std::move(p), std::move(d), mode, std::move(handler));
+            },
+            token, std::move(path), std::move(data));
+    }
+    /// As above, mode 0644.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_write_file(std::string path, std::string data, Token&& token) {
+        return async_write_file(std::move(path), std::move(data), 0644, std::forward<Token>(token));
+    }
+
+    /// Entries other than . and .., unsorted; at most 4096 (more is cut: list a subtree instead).
+    template <boost::asio::completion_token_for<void(error_code, std::vector<guest_dir_entry>)> Token>
+    auto async_list_dir(std::string path, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, std::vector<guest_dir_entry>)>(
+            [this](auto handler, std::string p) { initiate_list_dir(std::move(p), std::move(handler)); }, token,
+            std::move(path));
+    }
+
+    /// Follows symlinks.
+    template <boost::asio::completion_token_for<void(error_code, guest_file_stat)> Token>
+    auto async_stat(std::string path, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, guest_file_stat)>(
+            [this](auto handler, std::string p) { initiate_stat(std::move(p), std::move(handler)); }, token,
+            std::move(path));
+    }
+
+    /// true/false; errors other than not_found are reported.
+    template <boost::asio::completion_token_for<void(error_code, bool)> Token>
+    auto async_exists(std::string path, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, bool)>(
+            [this](auto handler, std::string p) { initiate_exists(std::move(p), std::move(handler)); }, token,
+            std::move(path));
+    }
+
+    /// A file or an empty directory; with `recursive`, a whole tree (symlinks are not followed).
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_remove(std::string path, bool recursive, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this, recursive](auto handler, std::string p) { initiate_remove(std::move(p), recursive, std::move(handler)); },
+            token, std::move(path));
+    }
+
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_rename(std::string from, std::string to, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler, std::string f, std::string t) { initiate_rename(std::move(f), std::move(t), std::move(handler)); },
+            token, std::move(from), std::move(to));
+    }
+
+    /// With `parents`, like mkdir -p (an existing directory is fine).
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_mkdir(std::string path, bool parents, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this, parents](auto handler, std::string p) { initiate_mkdir(std::move(p), parents, std::move(handler)); },
+            token, std::move(path));
+    }
+
+    /// Stops the VM; in-flight operations complete with vm_stopped. State `destroyed`.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_destroy(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_destroy(std::move(handler)); }, token);
+    }
+
+private:
+    template <class... Ts>
+    using handler = boost::asio::any_completion_handler<void(error_code, Ts...)>;
+
+    static void initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h);
+    void initiate_start(handler<> h);
+    void initiate_exec(std::vector<std::string> argv, std::optional<std::string> shell, guest_exec_options options,
+                       handler<guest_command_result> h);
+    void initiate_exec_stream(std::vector<std::string> argv, guest_exec_options options, handler<exec_stream> h);
+    void initiate_read_file(std::string path, handler<std::string> h);
+    void initiate_write_file(std::string path, std::string data, std::uint32_t mode, handler<> h);
+    void initiate_list_dir(std::string path, handler<std::vector<guest_dir_entry>> h);
+    void initiate_stat(std::string path, handler<guest_file_stat> h);
+    void initiate_exists(std::string path, handler<bool> h);
+    void initiate_remove(std::string path, bool recursive, handler<> h);
+    void initiate_rename(std::string from, std::string to, handler<> h);
+    void initiate_mkdir(std::string path, bool parents, handler<> h);
+    void initiate_destroy(handler<> h);
+
+    std::shared_ptr<detail::sandbox_state> state_;
+};
+
+}  // namespace mimobox::vm

@@ -1,0 +1,222 @@
+#include "mimobox/vm/exec_stream.hpp"
+
+#include "mimobox/vm/sandbox_errc.hpp"
+#include "sandbox/exec_stream_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/assert.hpp>
+
+#include <array>
+
+namespace mimobox::vm {
+
+namespace detail {
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+guest_command_result status_of(const agent::exit_response& x) {
+    guest_command_result r;
+    r.exit_code = x.exit_code;
+    r.signal = x.signal;
+    r.timed_out = x.timed_out;
+    r.stdout_truncated = x.stdout_truncated;
+    r.stderr_truncated = x.stderr_truncated;
+    r.duration = std::chrono::microseconds(x.duration_us);
+    return r;
+}
+}  // namespace
+
+asio::awaitable<void> exec_stream_state::acquire_writer() {
+    if (!writing_) {
+        writing_ = true;
+        co_return;
+    }
+    auto turn = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                     asio::steady_timer::time_point::max());
+    waiting_writers_.push_back(turn);
+    // Woken by release_writer, which hands the writer role over; not cancellable, so the
+    // hand-over cannot be lost.
+    co_await turn->async_wait(asio::bind_cancellation_slot(asio::cancellation_slot(), use_tuple));
+}
+
+void exec_stream_state::release_writer() {
+    if (waiting_writers_.empty()) {
+        writing_ = false;
+        return;
+    }
+    waiting_writers_.front()->cancel();
+    waiting_writers_.pop_front();
+}
+
+asio::awaitable<std::tuple<error_code, std::shared_ptr<exec_stream_state>>> open_exec(std::shared_ptr<sandbox_state> st,
+                                                                                       agent::exec_request request) {
+    if (auto ec = st->check_ready()) co_return std::tuple{ec, std::shared_ptr<exec_stream_state>{}};
+    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
+    if (cec) co_return std::tuple{cec, std::shared_ptr<exec_stream_state>{}};
+    std::vector<std::uint8_t> out;
+    agent::encode_request(out, request);
+    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
+    if (wec) co_return std::tuple{st->classify(wec), std::shared_ptr<exec_stream_state>{}};
+    co_return std::tuple{error_code{}, std::make_shared<exec_stream_state>(st, std::move(s), request.stdin_open)};
+}
+
+asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr<exec_stream_state> es) {
+    if (es->finished) co_return std::tuple{error_code(asio::error::eof), stream_event()};
+    for (;;) {
+        auto item = es->reader.next();
+        if (!item) {
+            es->finished = true;
+            co_return std::tuple{error_code(sandbox_errc::agent_protocol), stream_event()};
+        }
+        if (*item) {
+            if (auto* d = std::get_if<agent::data_chunk>(&**item)) {
+                stream_event ev;
+                if (d->kind == agent::frame_kind::stdout_data) ev.kind = stream_event_kind::stdout_data;
+                else if (d->kind == agent::frame_kind::stderr_data) ev.kind = stream_event_kind::stderr_data;
+                else co_return std::tuple{error_code(sandbox_errc::agent_protocol), stream_event()};
+                ev.data.assign(d->bytes.begin(), d->bytes.end());
+                co_return std::tuple{error_code{}, std::move(ev)};
+            }
+            if (auto* r = std::get_if<agent::response>(&**item)) {
+                es->finished = true;
+                if (auto* x = std::get_if<agent::exit_response>(r)) {
+                    stream_event ev;
+                    ev.status = status_of(*x);
+                    ev.kind = x->timed_out ? stream_event_kind::timed_out : stream_event_kind::exit;
+                    co_return std::tuple{error_code{}, std::move(ev)};
+                }
+                co_return std::tuple{error_from_response(*r, false), stream_event()};
+            }
+            continue;  // end of an output stream: the exit message follows
+        }
+        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer), use_tuple);
+        if (ec) {
+            const auto why = es->sandbox->classify(ec);
+            if (why != asio::error::operation_aborted) es->finished = true;  // cancelled: still usable
+            co_return std::tuple{why, stream_event()};
+        }
+        es->reader.feed(std::span(es->read_buffer.data(), n));
+    }
+}
+
+asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_state> es, std::string data, bool close) {
+    if (!es->stdin_open) co_return std::tuple{error_code(sandbox_errc::stdin_closed)};
+    if (close) es->stdin_open = false;
+    co_await es->acquire_writer();
+    error_code result;
+    // Frame by frame, straight from `data`: a large write is never copied whole.
+    const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+    std::size_t left = data.size();
+    while (left > 0 && !result) {
+        const std::size_t n = std::min<std::size_t>(left, agent::max_data_chunk);
+        const auto header = agent::frame_header(agent::frame_kind::stdin_data, n);
+        const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, n)};
+        auto [ec, w] = co_await asio::async_write(es->stream, frame, use_tuple);
+        result = es->sandbox->classify(ec);
+        p += n;
+        left -= n;
+    }
+    if (close && !result) {
+        std::vector<std::uint8_t> end;
+        agent::encode_end(end, agent::frame_kind::stdin_data);
+        auto [ec, w] = co_await asio::async_write(es->stream, asio::buffer(end), use_tuple);
+        result = es->sandbox->classify(ec);
+    }
+    es->release_writer();
+    co_return std::tuple{result};
+}
+
+asio::awaitable<std::tuple<error_code>> send_kill(std::shared_ptr<exec_stream_state> es) {
+    if (es->writer_busy()) {
+        es->stream.close();  // a blocked stdin write would hold the kill back: hang up instead
+        co_return std::tuple{error_code{}};
+    }
+    co_await es->acquire_writer();
+    std::vector<std::uint8_t> out;
+    agent::encode_request(out, agent::kill_request{});
+    auto [ec, n] = co_await asio::async_write(es->stream, asio::buffer(out), use_tuple);
+    es->release_writer();
+    co_return std::tuple{es->sandbox->classify(ec)};
+}
+
+asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::shared_ptr<sandbox_state> st,
+                                                                          agent::exec_request request,
+                                                                          std::optional<std::string> stdin_data) {
+    using namespace asio::experimental::awaitable_operators;
+    request.stdin_open = stdin_data.has_value();
+    auto [ec, es] = co_await open_exec(st, std::move(request));
+    if (ec) co_return std::tuple{ec, guest_command_result()};
+    guest_command_result result;
+    error_code failure;
+    auto feed = [](std::shared_ptr<exec_stream_state> es, std::optional<std::string> data) -> asio::awaitable<void> {
+        // Errors here surface through the output side (the connection is shared).
+        if (data) co_await write_stdin(es, std::move(*data), true);
+    };
+    auto collect = [](std::shared_ptr<exec_stream_state> es, guest_command_result& out,
+                      error_code& failure) -> asio::awaitable<void> {
+        for (;;) {
+            auto [ec, ev] = co_await next_event(es);
+            if (ec) {
+                failure = ec;
+                co_return;
+            }
+            switch (ev.kind) {
+            case stream_event_kind::stdout_data: out.stdout_data += ev.data; break;
+            case stream_event_kind::stderr_data: out.stderr_data += ev.data; break;
+            case stream_event_kind::exit:
+            case stream_event_kind::timed_out: {
+                auto data_out = std::move(out.stdout_data);
+                auto data_err = std::move(out.stderr_data);
+                out = std::move(ev.status);
+                out.stdout_data = std::move(data_out);
+                out.stderr_data = std::move(data_err);
+                co_return;
+            }
+            }
+        }
+    };
+    co_await (feed(es, std::move(stdin_data)) && collect(es, result, failure));
+    // Dropping `es` hangs up: after a failure or cancellation that kills the command.
+    if (failure) co_return std::tuple{failure, guest_command_result()};
+    co_return std::tuple{error_code{}, std::move(result)};
+}
+
+}  // namespace detail
+
+exec_stream& exec_stream::operator=(exec_stream&& other) noexcept {
+    state_ = std::move(other.state_);
+    return *this;
+}
+
+exec_stream::~exec_stream() = default;  // the last owner of the state closes the connection
+
+exec_stream::executor_type exec_stream::get_executor() const noexcept { return state_->sandbox->strand; }
+
+void exec_stream::initiate_next(event_handler handler) {
+    BOOST_ASSERT(state_);  // precondition: is_open()
+    detail::spawn_operation(state_->sandbox, detail::next_event(state_), std::move(handler));
+}
+
+void exec_stream::initiate_write_stdin(std::string data, void_handler handler) {
+    BOOST_ASSERT(state_);  // precondition: is_open()
+    detail::spawn_operation(state_->sandbox, detail::write_stdin(state_, std::move(data), false), std::move(handler));
+}
+
+void exec_stream::initiate_close_stdin(void_handler handler) {
+    BOOST_ASSERT(state_);  // precondition: is_open()
+    detail::spawn_operation(state_->sandbox, detail::write_stdin(state_, std::string(), true), std::move(handler));
+}
+
+void exec_stream::initiate_kill(void_handler handler) {
+    BOOST_ASSERT(state_);  // precondition: is_open()
+    detail::spawn_operation(state_->sandbox, detail::send_kill(state_), std::move(handler));
+}
+
+}  // namespace mimobox::vm

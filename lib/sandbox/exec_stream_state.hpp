@@ -1,0 +1,54 @@
+// One exec's connection to the agent and its protocol state; shared by exec_stream (streamed
+// output) and async_exec (collected output).
+#pragma once
+
+#include "mimobox/vm/exec_stream.hpp"
+#include "sandbox/sandbox_state.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <deque>
+
+namespace mimobox::vm::detail {
+
+class exec_stream_state {
+public:
+    exec_stream_state(std::shared_ptr<sandbox_state> sandbox, vsock_stream stream, bool stdin_open)
+        : sandbox(std::move(sandbox)), stream(std::move(stream)), stdin_open(stdin_open) {}
+
+    std::shared_ptr<sandbox_state> sandbox;
+    vsock_stream stream;
+    agent::response_reader reader;
+    std::vector<std::uint8_t> read_buffer = std::vector<std::uint8_t>(64 * 1024);
+    bool finished = false;  // the final event was delivered
+    bool stdin_open;
+
+    /// Frames from concurrent writers must not interleave: one writer at a time, in order.
+    asio::awaitable<void> acquire_writer();
+    void release_writer();
+    bool writer_busy() const noexcept { return writing_; }
+
+private:
+    bool writing_ = false;
+    std::deque<std::shared_ptr<asio::steady_timer>> waiting_writers_;
+};
+
+/// Connects to the agent and sends `request`; the command is then running.
+asio::awaitable<std::tuple<error_code, std::shared_ptr<exec_stream_state>>> open_exec(std::shared_ptr<sandbox_state> st,
+                                                                                       agent::exec_request request);
+/// The next event of `es` (see exec_stream::async_next).
+asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr<exec_stream_state> es);
+/// Writes frames of stdin data (all of `data`), then end-of-data if `close`.
+asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_state> es, std::string data, bool close);
+/// Runs a command to completion, feeding `stdin_data` and collecting output (async_exec).
+asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::shared_ptr<sandbox_state> st,
+                                                                          agent::exec_request request,
+                                                                          std::optional<std::string> stdin_data);
+
+}  // namespace mimobox::vm::detail
+
+namespace mimobox::vm::detail {
+/// The agent request for an exec (argv or shell) with `options`.
+agent::exec_request make_exec_request(std::vector<std::string> argv, std::optional<std::string> shell,
+                                      const guest_exec_options& options);
+}  // namespace mimobox::vm::detail

@@ -1,0 +1,166 @@
+#include "mimobox/vm/microvm_sandbox.hpp"
+
+#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/sandbox_errc.hpp"
+#include "sandbox/exec_stream_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <random>
+
+namespace mimobox::vm {
+
+namespace detail {
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string host_entropy(std::size_t n) {
+    std::random_device rd;  // getrandom() on Linux
+    std::string out(n, '\0');
+    for (auto& c : out) c = static_cast<char>(rd());
+    return out;
+}
+
+// Outside the coroutines on purpose: GCC 12 miscompiles braced initialization of aggregates
+// with std::string members inside coroutine bodies (the SSO pointer ends up in the wrong frame).
+agent::request init_request_for(const sandbox_config& config) {
+    agent::init_request init;
+    init.entropy = host_entropy(config.rng_seed_bytes);
+    init.hostname = config.hostname;
+    return init;
+}
+
+// Ping until the agent answers: connections are refused until it listens, and the guest may
+// accept and then lose a connection while its server (re)starts.
+asio::awaitable<std::tuple<error_code, std::string>> await_agent(std::shared_ptr<sandbox_state> st,
+                                                                 std::chrono::steady_clock::time_point deadline) {
+    using namespace asio::experimental::awaitable_operators;
+    for (;;) {
+        asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+        auto outcome = co_await (transact(st, agent::ping_request{}, deadline) || timer.async_wait(use_tuple));
+        if (outcome.index() == 1) co_return std::tuple{error_code(sandbox_errc::ready_timeout), std::string()};
+        auto [ec, response] = std::get<0>(std::move(outcome));
+        if (!ec) {
+            if (auto* pong = std::get_if<agent::pong_response>(&response)) co_return std::tuple{error_code{}, pong->agent_version};
+            co_return std::tuple{error_code(sandbox_errc::agent_protocol), std::string()};
+        }
+        if (ec != sandbox_errc::agent_disconnected) co_return std::tuple{ec, std::string()};
+    }
+}
+
+asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st) {
+    if (!st->transition(microvm_state::booting)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
+    auto fail = [&st](error_code ec) {
+        st->transition(microvm_state::failed);
+        st->backend.async_stop(asio::detached);  // a half-started VM is of no use to anyone
+        return std::tuple{ec};
+    };
+    if (st->config.transport != kvm_transport::vsock) co_return fail(sandbox_errc::unsupported_transport);
+    if (st->config.hostname.size() > 64 || st->config.rng_seed_bytes > 512)
+        co_return fail(boost::system::errc::make_error_code(boost::system::errc::invalid_argument));
+    const auto deadline = std::chrono::steady_clock::now() + st->config.ready_timeout;
+    auto [bec] = co_await st->backend.async_boot(use_tuple);
+    if (bec) co_return fail(bec);
+    auto [aec, version] = co_await await_agent(st, deadline);
+    if (aec) co_return fail(aec);
+    auto [iec, response] = co_await transact(st, init_request_for(st->config), deadline);
+    if (iec) co_return fail(iec);
+    if (!std::holds_alternative<agent::ok_response>(response)) co_return fail(error_from_response(response, false));
+    st->agent_version = version;
+    if (!st->transition(microvm_state::ready)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
+    // A VM that stops on its own (guest poweroff, crash) leaves the sandbox failed.
+    st->backend.async_wait_stopped([weak = std::weak_ptr<sandbox_state>(st)](error_code, vm_stop_info) {
+        if (auto s = weak.lock()) s->transition(microvm_state::failed);
+    });
+    co_return std::tuple{error_code{}};
+}
+
+asio::awaitable<std::tuple<error_code, microvm_sandbox>> create(microvm_sandbox sb) {
+    auto [ec] = co_await sb.async_start(use_tuple);
+    if (ec) co_return std::tuple{ec, microvm_sandbox()};
+    co_return std::tuple{error_code{}, std::move(sb)};
+}
+
+asio::awaitable<std::tuple<error_code, exec_stream>> start_stream(std::shared_ptr<sandbox_state> st, agent::exec_request rq) {
+    auto [ec, es] = co_await open_exec(st, std::move(rq));
+    if (ec) co_return std::tuple{ec, exec_stream()};
+    co_return std::tuple{error_code{}, exec_stream(std::move(es))};
+}
+
+asio::awaitable<std::tuple<error_code>> destroy(std::shared_ptr<sandbox_state> st) {
+    if (!st->transition(microvm_state::destroying)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
+    auto [ec] = co_await st->backend.async_stop(use_tuple);
+    st->transition(microvm_state::destroyed);
+    co_return std::tuple{ec};
+}
+
+}  // namespace
+
+agent::exec_request make_exec_request(std::vector<std::string> argv, std::optional<std::string> shell,
+                                      const guest_exec_options& o) {
+    agent::exec_request rq;
+    rq.argv = std::move(argv);
+    rq.shell = std::move(shell);
+    rq.env = o.env;
+    rq.cwd = o.cwd;
+    rq.timeout_ms = static_cast<std::uint64_t>(o.timeout.count());
+    rq.max_output = o.max_output_bytes;
+    rq.stdin_open = o.open_stdin;
+    return rq;
+}
+
+}  // namespace detail
+
+microvm_sandbox::microvm_sandbox(executor_type executor, microvm_config vm, sandbox_config config)
+    : state_(std::make_shared<detail::sandbox_state>(std::move(executor), std::move(vm), std::move(config))) {}
+
+microvm_sandbox& microvm_sandbox::operator=(microvm_sandbox&& other) noexcept {
+    if (this != &other) {
+        microvm_sandbox gone(std::move(*this));  // stops our old VM
+        state_ = std::move(other.state_);
+    }
+    return *this;
+}
+
+microvm_sandbox::~microvm_sandbox() {
+    if (!state_) return;
+    // In-flight operations share the state; stopping the VM is what ends them (vm_stopped).
+    if (state_->transition(microvm_state::destroying)) state_->backend.async_stop(boost::asio::detached);
+}
+
+microvm_sandbox::executor_type microvm_sandbox::get_executor() const noexcept { return state_->backend.get_executor(); }
+microvm_state microvm_sandbox::state() const noexcept { return state_ ? state_->state.load() : microvm_state::destroyed; }
+std::string microvm_sandbox::agent_version() const { return state_ ? state_->agent_version : std::string(); }
+kvm_backend& microvm_sandbox::backend() noexcept { return state_->backend; }
+
+void microvm_sandbox::initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h) {
+    microvm_sandbox sb(std::move(ex), std::move(vm), std::move(config));
+    auto st = sb.state_;
+    detail::spawn_operation(st, detail::create(std::move(sb)), std::move(h));
+}
+
+void microvm_sandbox::initiate_start(handler<> h) { detail::spawn_operation(state_, detail::start(state_), std::move(h)); }
+
+void microvm_sandbox::initiate_exec(std::vector<std::string> argv, std::optional<std::string> shell,
+                                    guest_exec_options options, handler<guest_command_result> h) {
+    auto stdin_data = std::move(options.stdin_data);
+    options.open_stdin = false;  // run_collect opens it when there is data
+    auto rq = detail::make_exec_request(std::move(argv), std::move(shell), options);
+    detail::spawn_operation(state_, detail::run_collect(state_, std::move(rq), std::move(stdin_data)), std::move(h));
+}
+
+void microvm_sandbox::initiate_exec_stream(std::vector<std::string> argv, guest_exec_options options, handler<exec_stream> h) {
+    auto rq = detail::make_exec_request(std::move(argv), std::nullopt, options);
+    detail::spawn_operation(state_, detail::start_stream(state_, std::move(rq)), std::move(h));
+}
+
+void microvm_sandbox::initiate_destroy(handler<> h) { detail::spawn_operation(state_, detail::destroy(state_), std::move(h)); }
+
+}  // namespace mimobox::vm

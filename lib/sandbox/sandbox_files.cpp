@@ -1,0 +1,185 @@
+// File operations of microvm_sandbox: one agent connection each; data in 64 KiB frames.
+#include "mimobox/vm/microvm_sandbox.hpp"
+
+#include "mimobox/vm/guest_file_errc.hpp"
+#include "mimobox/vm/sandbox_errc.hpp"
+#include "sandbox/sandbox_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+
+namespace mimobox::vm {
+
+namespace detail {
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+using file_op = agent::file_request::operation;
+
+// Checked here too, so a bad path fails fast with a typed error instead of a protocol error.
+bool valid_guest_path(const std::string& p) {
+    return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos && p.size() < 4096;
+}
+
+agent::file_request request_for(file_op op, std::string path) {
+    agent::file_request f;
+    f.op = op;
+    f.path = std::move(path);
+    return f;
+}
+
+guest_file_type type_of(agent::file_type t) { return static_cast<guest_file_type>(t); }
+
+// Conversions live outside the coroutines: GCC 12 miscompiles braced aggregate initialization
+// with std::string members inside coroutine bodies.
+std::vector<guest_dir_entry> entries_of(agent::listing_response& l) {
+    std::vector<guest_dir_entry> out;
+    out.reserve(l.entries.size());
+    for (auto& e : l.entries) out.push_back({std::move(e.name), type_of(e.type), e.size});
+    return out;
+}
+
+guest_file_stat stat_of(const agent::stat_response& s) {
+    return {type_of(s.type), s.size, s.mode, std::chrono::nanoseconds(s.mtime_ns)};
+}
+
+// The common shape: send one request, expect `ok` (or an error).
+asio::awaitable<std::tuple<error_code>> simple_file_op(std::shared_ptr<sandbox_state> st, agent::file_request f) {
+    if (!valid_guest_path(f.path) || (f.op == file_op::rename && !valid_guest_path(f.target)))
+        co_return std::tuple{error_code(guest_file_errc::invalid_path)};
+    auto [ec, r] = co_await call_agent(st, std::move(f));
+    if (ec) co_return std::tuple{ec};
+    if (std::holds_alternative<agent::ok_response>(r)) co_return std::tuple{error_code{}};
+    co_return std::tuple{error_from_response(r, true)};
+}
+
+asio::awaitable<std::tuple<error_code, std::string>> read_file(std::shared_ptr<sandbox_state> st, std::string path) {
+    if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path), std::string()};
+    if (auto ec = st->check_ready()) co_return std::tuple{ec, std::string()};
+    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
+    if (cec) co_return std::tuple{cec, std::string()};
+    std::vector<std::uint8_t> out;
+    agent::encode_request(out, request_for(file_op::read, std::move(path)));
+    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
+    if (wec) co_return std::tuple{st->classify(wec), std::string()};
+    std::string data;
+    agent::response_reader reader;
+    auto [ec, r] = co_await read_response(*st, s, reader, [&data](agent::data_chunk& c) -> error_code {
+        if (c.kind != agent::frame_kind::file_data) return sandbox_errc::agent_protocol;
+        data.append(c.bytes.begin(), c.bytes.end());
+        return {};
+    });
+    if (ec) co_return std::tuple{ec, std::string()};
+    if (!std::holds_alternative<agent::ok_response>(r)) co_return std::tuple{error_from_response(r, true), std::string()};
+    co_return std::tuple{error_code{}, std::move(data)};
+}
+
+// Sends the data frames while reading the answer: the agent answers early (and hangs up) when
+// it cannot write, and the answer is what the caller needs, not the broken send.
+asio::awaitable<std::tuple<error_code>> write_file(std::shared_ptr<sandbox_state> st, std::string path, std::string data,
+                                                   std::uint32_t mode) {
+    using namespace asio::experimental::awaitable_operators;
+    if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path)};
+    if (auto ec = st->check_ready()) co_return std::tuple{ec};
+    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
+    if (cec) co_return std::tuple{cec};
+    auto rq = request_for(file_op::write, std::move(path));
+    rq.mode = mode & 07777;
+    auto send = [](vsock_stream& s, agent::file_request rq, const std::string& data) -> asio::awaitable<void> {
+        std::vector<std::uint8_t> head;
+        agent::encode_request(head, rq);
+        auto [ec, n] = co_await asio::async_write(s, asio::buffer(head), use_tuple);
+        const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+        for (std::size_t left = data.size(); left > 0 && !ec;) {
+            const std::size_t chunk = std::min<std::size_t>(left, agent::max_data_chunk);
+            const auto header = agent::frame_header(agent::frame_kind::file_data, chunk);
+            const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, chunk)};
+            std::tie(ec, n) = co_await asio::async_write(s, frame, use_tuple);
+            p += chunk;
+            left -= chunk;
+        }
+        if (ec) co_return;
+        std::vector<std::uint8_t> end;
+        agent::encode_end(end, agent::frame_kind::file_data);
+        co_await asio::async_write(s, asio::buffer(end), use_tuple);
+    };
+    agent::response_reader reader;
+    auto [ec, response] = co_await (send(s, std::move(rq), data) && read_response(*st, s, reader, {}));
+    if (ec) co_return std::tuple{ec};
+    if (std::holds_alternative<agent::ok_response>(response)) co_return std::tuple{error_code{}};
+    co_return std::tuple{error_from_response(response, true)};
+}
+
+asio::awaitable<std::tuple<error_code, std::vector<guest_dir_entry>>> list_dir(std::shared_ptr<sandbox_state> st, std::string path) {
+    if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path), std::vector<guest_dir_entry>()};
+    auto [ec, r] = co_await call_agent(st, request_for(file_op::list_dir, std::move(path)));
+    if (ec) co_return std::tuple{ec, std::vector<guest_dir_entry>()};
+    auto* l = std::get_if<agent::listing_response>(&r);
+    if (!l) co_return std::tuple{error_from_response(r, true), std::vector<guest_dir_entry>()};
+    co_return std::tuple{error_code{}, entries_of(*l)};
+}
+
+asio::awaitable<std::tuple<error_code, guest_file_stat>> stat(std::shared_ptr<sandbox_state> st, std::string path) {
+    if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path), guest_file_stat()};
+    auto [ec, r] = co_await call_agent(st, request_for(file_op::stat, std::move(path)));
+    if (ec) co_return std::tuple{ec, guest_file_stat()};
+    auto* s = std::get_if<agent::stat_response>(&r);
+    if (!s) co_return std::tuple{error_from_response(r, true), guest_file_stat()};
+    co_return std::tuple{error_code{}, stat_of(*s)};
+}
+
+asio::awaitable<std::tuple<error_code, bool>> exists(std::shared_ptr<sandbox_state> st, std::string path) {
+    auto [ec, s] = co_await stat(st, std::move(path));
+    if (ec == guest_file_errc::not_found) co_return std::tuple{error_code{}, false};
+    co_return std::tuple{ec, !ec};
+}
+
+}  // namespace
+
+}  // namespace detail
+
+void microvm_sandbox::initiate_read_file(std::string path, handler<std::string> h) {
+    detail::spawn_operation(state_, detail::read_file(state_, std::move(path)), std::move(h));
+}
+
+void microvm_sandbox::initiate_write_file(std::string path, std::string data, std::uint32_t mode, handler<> h) {
+    detail::spawn_operation(state_, detail::write_file(state_, std::move(path), std::move(data), mode), std::move(h));
+}
+
+void microvm_sandbox::initiate_list_dir(std::string path, handler<std::vector<guest_dir_entry>> h) {
+    detail::spawn_operation(state_, detail::list_dir(state_, std::move(path)), std::move(h));
+}
+
+void microvm_sandbox::initiate_stat(std::string path, handler<guest_file_stat> h) {
+    detail::spawn_operation(state_, detail::stat(state_, std::move(path)), std::move(h));
+}
+
+void microvm_sandbox::initiate_exists(std::string path, handler<bool> h) {
+    detail::spawn_operation(state_, detail::exists(state_, std::move(path)), std::move(h));
+}
+
+void microvm_sandbox::initiate_remove(std::string path, bool recursive, handler<> h) {
+    auto f = detail::request_for(detail::file_op::remove, std::move(path));
+    f.recursive = recursive;
+    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+}
+
+void microvm_sandbox::initiate_rename(std::string from, std::string to, handler<> h) {
+    auto f = detail::request_for(detail::file_op::rename, std::move(from));
+    f.target = std::move(to);
+    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+}
+
+void microvm_sandbox::initiate_mkdir(std::string path, bool parents, handler<> h) {
+    auto f = detail::request_for(detail::file_op::mkdir, std::move(path));
+    f.recursive = parents;
+    f.mode = 0755;
+    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+}
+
+}  // namespace mimobox::vm

@@ -1,0 +1,108 @@
+#include "sandbox/sandbox_state.hpp"
+
+#include "mimobox/vm/guest_file_errc.hpp"
+#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/sandbox_errc.hpp"
+#include "vsock/vsock_errc.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+
+namespace mimobox::vm::detail {
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+}
+
+sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
+    : strand(asio::make_strand(executor)), backend(executor, std::move(vm)), config(std::move(cfg)) {}
+
+error_code sandbox_state::check_ready() const {
+    return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);
+}
+
+bool sandbox_state::transition(microvm_state to) {
+    auto from = state.load();
+    do {
+        if (!is_valid_transition(from, to)) return false;
+    } while (!state.compare_exchange_weak(from, to));
+    return true;
+}
+
+error_code sandbox_state::classify(error_code ec) const {
+    if (!ec) return ec;
+    if (backend.state() == kvm_lifecycle::stopped || backend.state() == kvm_lifecycle::stopping)
+        return sandbox_errc::vm_stopped;
+    if (ec == asio::error::operation_aborted) return ec;
+    if (ec == asio::error::eof || ec == vsock::vsock_errc::connection_reset || ec == vsock::vsock_errc::connection_closed)
+        return sandbox_errc::agent_disconnected;
+    return ec;
+}
+
+asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_agent(std::chrono::steady_clock::time_point deadline) {
+    auto backoff = std::chrono::milliseconds(2);
+    for (;;) {
+        auto [ec, s] = co_await backend.async_vsock_connect(config.agent_port, use_tuple);
+        if (ec != vsock::vsock_errc::connection_refused) co_return std::tuple{classify(ec), std::move(s)};
+        // Nobody listens yet: the guest is still booting, or the agent's server is restarting.
+        if (std::chrono::steady_clock::now() + backoff > deadline) co_return std::tuple{error_code(sandbox_errc::ready_timeout), vsock_stream{}};
+        asio::steady_timer timer(co_await asio::this_coro::executor, backoff);
+        auto [tec] = co_await timer.async_wait(use_tuple);
+        if (tec) co_return std::tuple{error_code(tec), vsock_stream{}};
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
+    }
+}
+
+asio::awaitable<std::tuple<error_code, agent::response>> read_response(
+    sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
+    const std::function<error_code(agent::data_chunk&)>& on_data) {
+    std::vector<std::uint8_t> buf(64 * 1024);
+    for (;;) {
+        auto item = reader.next();
+        if (!item) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
+        if (*item) {
+            if (auto* r = std::get_if<agent::response>(&**item)) co_return std::tuple{error_code{}, std::move(*r)};
+            if (auto* d = std::get_if<agent::data_chunk>(&**item)) {
+                if (!on_data) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
+                if (auto ec = on_data(*d)) co_return std::tuple{ec, agent::response()};
+            }
+            continue;  // data_end: the response follows
+        }
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), use_tuple);
+        if (ec) co_return std::tuple{st.classify(ec), agent::response()};
+        reader.feed(std::span(buf.data(), n));
+    }
+}
+
+asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,
+                                                                  std::chrono::steady_clock::time_point connect_deadline) {
+    auto [cec, s] = co_await st->connect_agent(connect_deadline);
+    if (cec) co_return std::tuple{cec, agent::response()};
+    std::vector<std::uint8_t> out;
+    agent::encode_request(out, request);
+    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
+    if (wec) co_return std::tuple{st->classify(wec), agent::response()};
+    agent::response_reader reader;
+    co_return co_await read_response(*st, s, reader, {});
+}
+
+asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_ptr<sandbox_state> st, agent::request request) {
+    if (auto ec = st->check_ready()) co_return std::tuple{ec, agent::response()};
+    co_return co_await transact(st, std::move(request), std::chrono::steady_clock::now() + agent_connect_patience);
+}
+
+error_code error_from_response(const agent::response& r, bool file_operation) {
+    if (auto* e = std::get_if<agent::error_response>(&r)) {
+        if (file_operation) return guest_file_errc_from_errno(e->error_number);
+        return sandbox_errc::agent_error;
+    }
+    return sandbox_errc::agent_protocol;
+}
+
+}  // namespace mimobox::vm::detail

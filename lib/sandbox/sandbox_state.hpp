@@ -1,0 +1,94 @@
+// What a microvm_sandbox shares with its in-flight operations and exec streams: the VM, the
+// strand every sandbox coroutine runs on, the lifecycle state, and the pieces each operation
+// uses to talk to the agent (open a connection, read until the answer, map errors).
+#pragma once
+
+#include "agent/response_reader.hpp"
+#include "mimobox/vm/kvm_backend.hpp"
+#include "mimobox/vm/microvm_state.hpp"
+#include "mimobox/vm/sandbox_config.hpp"
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <tuple>
+
+namespace mimobox::vm::detail {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+class sandbox_state : public std::enable_shared_from_this<sandbox_state> {
+public:
+    sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config config);
+
+    asio::strand<asio::any_io_executor> strand;
+    kvm_backend backend;
+    const sandbox_config config;
+    std::atomic<microvm_state> state{microvm_state::created};
+    std::string agent_version;  // set once ready
+
+    /// lifecycle_errc::invalid_state unless the sandbox is ready.
+    error_code check_ready() const;
+    /// Moves to `to` if the transition is allowed; false otherwise.
+    bool transition(microvm_state to);
+    /// Maps an I/O error on an agent connection to what the caller should see: the VM having
+    /// stopped wins (vm_stopped), a connection that ended is agent_disconnected, a cancelled
+    /// operation stays operation_aborted.
+    error_code classify(error_code io_error) const;
+
+    /// Connects to the agent, retrying while nothing listens yet (boot, or the agent's server
+    /// restarting) until `deadline`.
+    asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
+};
+
+/// Reads from `s` until the agent's response message arrives. Data frames before it go to
+/// `on_data` (which may fail the call by returning an error).
+asio::awaitable<std::tuple<error_code, agent::response>> read_response(
+    sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
+    const std::function<error_code(agent::data_chunk&)>& on_data);
+
+/// How long an operation on a ready sandbox retries a refused connection (the agent's server
+/// restarts within a second if it dies).
+inline constexpr std::chrono::seconds agent_connect_patience{5};
+
+/// Connects (retrying refusals until `connect_deadline`), sends `request`, returns its response.
+asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,
+                                                                  std::chrono::steady_clock::time_point connect_deadline);
+/// transact() for operations without data, on a ready sandbox.
+asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_ptr<sandbox_state> st, agent::request request);
+
+/// An agent error response as the caller's error: guest_file_errc for file operations,
+/// sandbox_errc::agent_error otherwise; a response of the wrong type is agent_protocol.
+error_code error_from_response(const agent::response& r, bool file_operation);
+
+/// Runs `op` on the sandbox's strand and completes `handler` with its result through the
+/// handler's associated executor (the strand when it has none). The handler's cancellation
+/// slot reaches the coroutine, so every sandbox operation is cancellable per operation.
+template <class... Ts>
+void spawn_operation(const std::shared_ptr<sandbox_state>& st, asio::awaitable<std::tuple<error_code, Ts...>> op,
+                     asio::any_completion_handler<void(error_code, Ts...)> handler) {
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    asio::co_spawn(st->strand, std::move(op),
+                   asio::bind_cancellation_slot(
+                       slot, [strand = st->strand, h = std::move(handler)](std::exception_ptr ep,
+                                                                           std::tuple<error_code, Ts...> result) mutable {
+                           // Operations report errors as values; an exception here is an allocation failure.
+                           if (ep) result = std::tuple<error_code, Ts...>{
+                                       make_error_code(boost::system::errc::not_enough_memory), Ts{}...};
+                           std::apply([&](auto&... v) { asio::post(strand, asio::append(std::move(h), std::move(v)...)); },
+                                      result);
+                       }));
+}
+
+}  // namespace mimobox::vm::detail
