@@ -115,6 +115,25 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         if (!killed) ::kill(-pid, SIGKILL);
         killed = true;
     };
+    // Frames from the host: stdin data, its end, a kill. Some may have arrived together with
+    // the request and already sit in `reader`, so this runs once before the first poll too.
+    auto handle_frames = [&] {
+        while (auto f = reader.next()) {
+            if (f->kind == frame_kind::stdin_data && stdin_fd >= 0) {
+                stdin_buf.insert(stdin_buf.end(), f->body.begin(), f->body.end());
+            } else if (f->kind == frame_kind::end_of_data) {
+                stdin_eof_requested = true;
+            } else if (f->kind == frame_kind::message) {
+                auto v = parse_message(std::string_view(reinterpret_cast<const char*>(f->body.data()), f->body.size()));
+                if (v)
+                    if (auto rq = request_from_json(*v); rq && std::holds_alternative<kill_request>(*rq)) kill_group();
+            }
+            reader.feed({});  // frames behind the one just taken
+        }
+        if (reader.decoder.error()) kill_group();  // a host speaking garbage is a host gone
+    };
+    reader.feed({});
+    handle_frames();
     const std::uint64_t deadline = e.timeout_ms ? start + e.timeout_ms * 1000 : 0;
     while (out.fd >= 0 || err.fd >= 0 || !reaped) {
         if (!reaped && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
@@ -164,19 +183,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
                 kill_group();
             } else {
                 reader.feed(std::span(buf, static_cast<std::size_t>(r)));
-                while (auto f = reader.next()) {
-                    if (f->kind == frame_kind::stdin_data && stdin_fd >= 0) {
-                        stdin_buf.insert(stdin_buf.end(), f->body.begin(), f->body.end());
-                    } else if (f->kind == frame_kind::end_of_data) {
-                        stdin_eof_requested = true;
-                    } else if (f->kind == frame_kind::message) {
-                        auto v = parse_message(std::string_view(reinterpret_cast<const char*>(f->body.data()), f->body.size()));
-                        if (v)
-                            if (auto rq = request_from_json(*v); rq && std::holds_alternative<kill_request>(*rq)) kill_group();
-                    }
-                    reader.feed({});  // frames behind the one just taken
-                }
-                if (reader.decoder.error()) kill_group();  // a host speaking garbage is a host gone
+                handle_frames();
             }
         }
     }
