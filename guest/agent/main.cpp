@@ -71,9 +71,30 @@ void serve_connection(int conn) {
     send_message(conn, error_response{EPROTO, "unexpected request"});
 }
 
+// A worker waits in accept(); once it has a connection it tells the server (one byte on
+// `accepted`) and serves it. The server keeps `idle_workers` waiting, so forking a process is
+// never on the path of a request (a fork costs tens of milliseconds under nested
+// virtualization).
+[[noreturn]] void run_worker(int listener, int accepted) {
+    for (;;) {
+        const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) continue;
+        const char one = 1;
+        [[maybe_unused]] auto n = ::write(accepted, &one, 1);
+        ::close(listener);
+        ::close(accepted);
+        ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own child
+        serve_connection(c);
+        ::close(c);
+        ::_exit(0);
+    }
+}
+
 [[noreturn]] void serve_forever() {
+    constexpr int idle_workers = 2;
     ::signal(SIGPIPE, SIG_IGN);
-    // Connection processes are reaped by the kernel; each resets this before running commands.
+    ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);  // exec's PATH search
+    // Workers are reaped by the kernel; each resets this before running commands.
     struct sigaction sa{};
     sa.sa_handler = SIG_IGN;
     sa.sa_flags = SA_NOCLDWAIT;
@@ -83,24 +104,33 @@ void serve_connection(int conn) {
     addr.svm_family = AF_VSOCK;
     addr.svm_cid = VMADDR_CID_ANY;
     addr.svm_port = agent_port;
-    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 256) != 0) {
+    int accepted[2];
+    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 256) != 0 ||
+        ::pipe2(accepted, O_CLOEXEC) != 0) {
         std::printf("MIMOBOX_AGENT=error:%s\n", std::strerror(errno));
         std::fflush(stdout);
         ::_exit(1);
     }
+    auto spawn_worker = [&] {
+        // Retried: with no idle worker, connections would wait in the backlog forever.
+        for (;;) {
+            const pid_t pid = ::fork();
+            if (pid == 0) {
+                ::close(accepted[0]);
+                run_worker(ls, accepted[1]);
+            }
+            if (pid > 0) return;
+            ::usleep(100 * 1000);
+        }
+    };
+    for (int i = 0; i < idle_workers; ++i) spawn_worker();
     std::printf("MIMOBOX_AGENT=listening port=%u version=%s\n", agent_port, agent_version);
     std::fflush(stdout);
     for (;;) {
-        int c = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) continue;
-        if (::fork() == 0) {
-            ::close(ls);
-            ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own child
-            serve_connection(c);
-            ::close(c);
-            ::_exit(0);
-        }
-        ::close(c);
+        char byte;
+        const ssize_t n = ::read(accepted[0], &byte, 1);
+        if (n == 1) spawn_worker();  // replace the worker that just took a connection
+        else if (n < 0 && errno != EINTR) ::sleep(1);
     }
 }
 

@@ -6,6 +6,7 @@
 #include "vsock/vsock_errc.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -45,7 +46,23 @@ error_code sandbox_state::classify(error_code ec) const {
     return ec;
 }
 
+void sandbox_state::refill_spare() {
+    if (spare_ || spare_pending_ || state.load() != microvm_state::ready) return;
+    spare_pending_ = true;
+    backend.async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
+        self->spare_pending_ = false;
+        if (!ec && self->state.load() == microvm_state::ready) self->spare_.emplace(std::move(s));
+    }));
+}
+
 asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_agent(std::chrono::steady_clock::time_point deadline) {
+    if (spare_) {
+        vsock_stream s = std::move(*spare_);
+        spare_.reset();
+        refill_spare();
+        co_return std::tuple{error_code{}, std::move(s)};
+    }
+    refill_spare();  // for the operation after this one
     auto backoff = std::chrono::milliseconds(2);
     for (;;) {
         auto [ec, s] = co_await backend.async_vsock_connect(config.agent_port, use_tuple);

@@ -47,9 +47,17 @@ public:
     /// operation stays operation_aborted.
     error_code classify(error_code io_error) const;
 
-    /// Connects to the agent, retrying while nothing listens yet (boot, or the agent's server
-    /// restarting) until `deadline`.
+    /// A connection to the agent: the spare one if there is one (see refill_spare), else a new
+    /// one, retrying while nothing listens yet (boot, or the agent's server restarting) until
+    /// `deadline`.
     asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
+    /// Opens the next connection ahead of need, so an operation skips the vsock handshake
+    /// (one guest round trip, milliseconds under nested virtualization). Strand only.
+    void refill_spare();
+
+private:
+    std::optional<vsock_stream> spare_;
+    bool spare_pending_ = false;
 };
 
 /// Reads from `s` until the agent's response message arrives. Data frames before it go to
