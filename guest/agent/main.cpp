@@ -91,7 +91,7 @@ void serve_connection(int conn) {
 }
 
 [[noreturn]] void serve_forever() {
-    constexpr int idle_workers = 2;
+    constexpr int idle_workers = 4;
     ::signal(SIGPIPE, SIG_IGN);
     ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);  // exec's PATH search
     // Workers are reaped by the kernel; each resets this before running commands.

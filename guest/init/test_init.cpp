@@ -1,7 +1,7 @@
 // mimobox test init: PID 1 of the guest until the agent exists. It mounts the pseudo
 // filesystems, prints a ready marker on the serial console and then does what the kernel
 // command line asks through `mimobox.test=`:
-//   (absent)   idle forever            cpus     print the online CPU count, then idle
+//   idle (or anything unknown): idle   cpus     print the online CPU count, then idle
 //   count      print a counter forever exit=N   exit with code N (the kernel then panics)
 //   abort      die by SIGABRT          reboot   ask the kernel to reboot (reboot=t ends the VM)
 //   vsock=PORT print the vsock CID, connect to the host (CID 2) at PORT, print the outcome

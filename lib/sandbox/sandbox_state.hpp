@@ -67,8 +67,8 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     const std::function<error_code(agent::data_chunk&)>& on_data);
 
 /// How long an operation on a ready sandbox retries a refused connection (the agent's server
-/// restarts within a second if it dies).
-inline constexpr std::chrono::seconds agent_connect_patience{5};
+/// restarts within a second if it dies; under load a full accept queue refuses briefly too).
+inline constexpr std::chrono::seconds agent_connect_patience{30};
 
 /// Connects (retrying refusals until `connect_deadline`), sends `request`, returns its response.
 asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,

@@ -53,7 +53,7 @@ unsigned long last_counter(const std::string& console) {
 
 BOOST_AUTO_TEST_CASE(boots_to_init_and_reports_ready_marker) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
-        kvm_backend vm(ctx.get_executor(), guest_config(""));
+        kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=idle"));
         BOOST_TEST((vm.state() == kvm_lifecycle::created));
         co_await boot_or_fail(vm);
         BOOST_TEST((vm.state() == kvm_lifecycle::running));
@@ -139,7 +139,7 @@ BOOST_AUTO_TEST_CASE(twenty_boot_stop_cycles_leave_threads_and_fds_unchanged) {
     // Warm-up cycle: the first boot creates process-wide things (the kick signal handler,
     // Asio's scheduler internals) that legitimately stay.
     auto cycle = [](asio::io_context& ctx) -> asio::awaitable<void> {
-        kvm_backend vm(ctx.get_executor(), guest_config(""));
+        kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=idle"));
         co_await boot_or_fail(vm);
         BOOST_REQUIRE(!co_await wait_console(vm, "MIMOBOX_READY"));
         co_await stop_or_fail(vm);
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(twenty_boot_stop_cycles_leave_threads_and_fds_unchanged) {
 
 BOOST_AUTO_TEST_CASE(stop_before_boot_and_boot_twice_are_lifecycle_errors) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
-        kvm_backend vm(ctx.get_executor(), guest_config(""));
+        kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=idle"));
         auto [rec] = co_await vm.async_resume(asio::as_tuple(asio::use_awaitable));
         BOOST_TEST((rec == vm::lifecycle_errc::invalid_state));
         co_await boot_or_fail(vm);
@@ -183,7 +183,7 @@ BOOST_AUTO_TEST_CASE(destroying_a_running_backend_stops_the_vm_and_joins_its_thr
 
 BOOST_AUTO_TEST_CASE(elf_vmlinux_boots_through_the_64bit_entry) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
-        auto cfg = guest_config("");
+        auto cfg = guest_config("mimobox.test=idle");
         cfg.kernel = assets_dir() / "vmlinux";
         kvm_backend vm(ctx.get_executor(), cfg);
         co_await boot_or_fail(vm);

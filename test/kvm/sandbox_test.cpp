@@ -169,6 +169,29 @@ BOOST_AUTO_TEST_CASE(cancelling_an_exec_kills_its_process_group_and_completes_wi
         BOOST_REQUIRE(outcome.has_value());
         BOOST_TEST((*outcome == asio::error::operation_aborted));
         BOOST_TEST(co_await eventually(sb, "ps | grep -c '[s]leep 1000'", "0\n") == "0\n");
+
+        // Cancelling a wait for the next event cancels only the wait: the stream stays usable.
+        auto [sec, stream] = co_await sb.async_exec_stream(argv("sleep", "1000"), defaults(), use_tuple);
+        BOOST_REQUIRE(!sec);
+        asio::cancellation_signal cancel_next;
+        std::optional<error_code> next_outcome;
+        stream.async_next(asio::bind_cancellation_slot(cancel_next.slot(),
+                                                       [&](error_code ec, vm::stream_event) { next_outcome = ec; }));
+        asio::steady_timer settle(ctx, 500ms);
+        co_await settle.async_wait(use_tuple);
+        cancel_next.emit(asio::cancellation_type::terminal);
+        for (int i = 0; i < 100 && !next_outcome; ++i) {
+            asio::steady_timer t(ctx, 50ms);
+            co_await t.async_wait(use_tuple);
+        }
+        BOOST_REQUIRE(next_outcome.has_value());
+        BOOST_TEST((*next_outcome == asio::error::operation_aborted));
+        auto [kec] = co_await stream.async_kill(use_tuple);
+        BOOST_TEST(!kec);
+        auto [xec, last] = co_await stream.async_next(use_tuple);
+        BOOST_TEST(!xec);
+        BOOST_TEST((last.kind == vm::stream_event_kind::exit));
+        BOOST_TEST(last.status.signal == 9);
     });
 }
 
@@ -195,6 +218,9 @@ BOOST_AUTO_TEST_CASE(a_hundred_concurrent_execs_on_one_vm_all_complete) {
             sb.async_exec(argv("echo", std::to_string(i)), defaults(), [&, i](error_code ec, vm::guest_command_result r) {
                 ++done;
                 if (!ec && r.exit_code == 0 && r.stdout_data == std::to_string(i) + "\n") ++correct;
+                else if (done - correct <= 3)
+                    BOOST_TEST_MESSAGE("exec " << i << ": " << ec.message() << ", exit " << r.exit_code << ", out '"
+                                               << r.stdout_data << "', err '" << r.stderr_data << "'");
             });
         }
         for (int i = 0; i < 1200 && done < count; ++i) {
