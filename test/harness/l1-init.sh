@@ -14,6 +14,9 @@ for m in irqbypass kvm kvm-amd; do
 done
 [ -c /dev/kvm ] || fail "/dev/kvm missing after loading kvm-amd"
 echo "MIMOBOX_HARNESS_KVM_READY cpus=$(grep -c ^processor /proc/cpuinfo)"
+# Heartbeat on the second serial port: the host stops waiting for an L1 that no longer runs
+# anything (TCG sometimes hangs it whole, with no soft-lockup report) within a minute.
+( while :; do echo alive > /dev/ttyS1; sleep 10; done ) 2>/dev/null &
 watchdog=$(sed -n 's/.*mimobox.watchdog=\([0-9]*\).*/\1/p' /proc/cmdline)
 # A vsock operation stuck this long prints the device and connection state (see vsock_host).
 export MIMOBOX_KVM_MODE=native HOME=/tmp BOOST_TEST_COLOR_OUTPUT=no MIMOBOX_VSOCK_STALL_LOG_S=30

@@ -9,7 +9,7 @@
 # panic, modules not loading, timeout); then the console tail is printed. Never a skip.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-assets="" timeout_s=${MIMOBOX_HARNESS_TIMEOUT:-420} memory_mib=3072
+assets="" timeout_s=${MIMOBOX_HARNESS_TIMEOUT:-420} memory_mib=${MIMOBOX_HARNESS_MEMORY_MIB:-4096}
 extra_exes=() extra_files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -67,20 +67,35 @@ fi
 
 console=$work/console.log
 echo "harness: L1 = $(basename "$l1") under QEMU TCG, running $(basename "$exe") $*"
+heartbeat=$work/heartbeat.log
 boot_l1() {
   : > "$console"
+  : > "$heartbeat"
   # Own session, so a wedge can be killed with everything it started.
   setsid timeout --signal=KILL "$timeout_s" "$qemu" -accel tcg -cpu max -smp 2 -m "$memory_mib" -M q35 \
     -kernel "$l1/vmlinuz" -initrd "$work/l1.cpio" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mimobox.watchdog=$(( timeout_s - 60 ))" \
-    -display none -monitor none -serial "file:$console" -no-reboot -nodefaults </dev/null &
-  local pid=$!
+    -display none -monitor none -serial "file:$console" -serial "file:$heartbeat" -no-reboot -nodefaults </dev/null &
+  local pid=$! last_beat_size=0 last_beat_time
+  last_beat_time=$(date +%s)
   # TCG's emulated SVM sometimes wedges the L1 inside KVM_RUN: the L1 kernel then reports a
   # soft lockup. Nothing of ours can cause that (a guest that spins still lets L1 schedule),
   # so stop at the first report instead of waiting out the whole timeout.
   while kill -0 "$pid" 2>/dev/null; do
     if grep -aq 'BUG: soft lockup' "$console" 2>/dev/null; then
       wedged=1
+      kill -KILL -- "-$pid" 2>/dev/null
+      break
+    fi
+    # No heartbeat for 90 s after the L1 started beating: the whole L1 hangs.
+    local size now
+    size=$(stat -c %s "$heartbeat" 2>/dev/null || echo 0)
+    now=$(date +%s)
+    if [ "$size" != "$last_beat_size" ]; then
+      last_beat_size=$size last_beat_time=$now
+    elif [ "$size" -gt 0 ] && [ $(( now - last_beat_time )) -gt 90 ]; then
+      wedged=1
+      echo "harness: no L1 heartbeat for 90 s" >&2
       kill -KILL -- "-$pid" 2>/dev/null
       break
     fi
@@ -95,7 +110,7 @@ qemu_rc=$?
 # Such a wedge (about 1 run in 15 here), or a timeout, is the emulator's, not the test's: retry
 # once, loudly. A test that really hangs times out twice and fails.
 if { [ "$wedged" = 1 ] || [ "$qemu_rc" = 137 ]; } && ! grep -aq 'MIMOBOX_HARNESS_EXIT=' "$console"; then
-  echo "harness: L1 $( [ "$wedged" = 1 ] && echo "wedged (soft lockup in L1)" || echo "timed out after ${timeout_s}s"); console tail, then one retry:" >&2
+  echo "harness: L1 $( [ "$wedged" = 1 ] && echo "wedged (soft lockup or no heartbeat)" || echo "timed out after ${timeout_s}s"); console tail, then one retry:" >&2
   tail -n 5 "$console" >&2
   start=$(date +%s)
   wedged=0

@@ -397,7 +397,7 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
 BOOST_AUTO_TEST_CASE(a_256_mib_file_round_trips) {
     run_coroutine(
         [](asio::io_context& ctx) -> asio::awaitable<void> {
-            auto sb = co_await start_sandbox(ctx, 1024);  // /tmp (tmpfs) gets half of guest RAM
+            auto sb = co_await start_sandbox(ctx, 768);  // /tmp (tmpfs) gets half of guest RAM
             std::string data(std::size_t(256) << 20, '\0');
             std::uint64_t x = 0x9e3779b97f4a7c15ull;
             for (std::size_t i = 0; i < data.size(); i += 8) {
@@ -417,11 +417,15 @@ BOOST_AUTO_TEST_CASE(a_256_mib_file_round_trips) {
             auto [wec] = co_await sb.async_write_file("/tmp/big", data, use_tuple);
             BOOST_REQUIRE_MESSAGE(!wec, wec.message());
             const auto t1 = std::chrono::steady_clock::now();
+            // Keep a digest, not a second copy: the harness's L1 has little memory to spare.
+            const auto expected_size = data.size();
+            const auto expected_hash = std::hash<std::string_view>{}(data);
+            std::string().swap(data);
             auto [rec, back] = co_await sb.async_read_file("/tmp/big", use_tuple);
             BOOST_REQUIRE_MESSAGE(!rec, rec.message());
             const auto t2 = std::chrono::steady_clock::now();
-            BOOST_TEST(back.size() == data.size());
-            BOOST_TEST((back == data));
+            BOOST_TEST(back.size() == expected_size);
+            BOOST_TEST(std::hash<std::string_view>{}(back) == expected_hash);
             auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
             BOOST_TEST_MESSAGE("256 MiB: write " << 256 / secs(t1 - t0) << " MiB/s, read " << 256 / secs(t2 - t1) << " MiB/s");
         },
