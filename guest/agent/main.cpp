@@ -1,10 +1,12 @@
 // mimobox guest agent: the guest's /init. As PID 1 it mounts the pseudo filesystems, names the
-// host, starts the vsock server and reaps every orphan. The server listens on vsock port 52 and
+// host, starts the vsock server and reaps every orphan. The server listens on vsock port 52 (or,
+// with the serial transport, on an AF_UNIX socket that serial_bridge joins to ttyS1) and
 // serves each connection (one operation: ping, init, exec, a file operation) in its own process,
 // so a misbehaving command cannot stall another operation.
 // `mimobox.test=` on the kernel command line hands PID 1 to the test init instead.
 #include "exec.hpp"
 #include "files.hpp"
+#include "serial_bridge.hpp"
 #include "wire.hpp"
 
 #include <fcntl.h>
@@ -90,7 +92,29 @@ void serve_connection(int conn) {
     }
 }
 
-[[noreturn]] void serve_forever() {
+// The agent's listening socket: vsock, or AF_UNIX for the serial bridge. PID 1 creates it once,
+// so it outlives server restarts and exists before the bridge accepts anything.
+int make_listener(bool for_serial_bridge) {
+    int ls = -1;
+    if (for_serial_bridge) {
+        sockaddr_un addr{};
+        socklen_t length = 0;
+        agent_unix_address(agent_port, addr, length);
+        ls = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (ls >= 0 && ::bind(ls, reinterpret_cast<sockaddr*>(&addr), length) != 0) return -1;
+    } else {
+        sockaddr_vm addr{};
+        addr.svm_family = AF_VSOCK;
+        addr.svm_cid = VMADDR_CID_ANY;
+        addr.svm_port = agent_port;
+        ls = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (ls >= 0 && ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+    }
+    if (ls < 0 || ::listen(ls, 256) != 0) return -1;
+    return ls;
+}
+
+[[noreturn]] void serve_forever(int ls) {
     constexpr int idle_workers = 4;
     ::signal(SIGPIPE, SIG_IGN);
     ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);  // exec's PATH search
@@ -99,14 +123,8 @@ void serve_connection(int conn) {
     sa.sa_handler = SIG_IGN;
     sa.sa_flags = SA_NOCLDWAIT;
     ::sigaction(SIGCHLD, &sa, nullptr);
-    int ls = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_vm addr{};
-    addr.svm_family = AF_VSOCK;
-    addr.svm_cid = VMADDR_CID_ANY;
-    addr.svm_port = agent_port;
     int accepted[2];
-    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 256) != 0 ||
-        ::pipe2(accepted, O_CLOEXEC) != 0) {
+    if (ls < 0 || ::pipe2(accepted, O_CLOEXEC) != 0) {
         std::printf("MIMOBOX_AGENT=error:%s\n", std::strerror(errno));
         std::fflush(stdout);
         ::_exit(1);
@@ -161,21 +179,35 @@ std::string kernel_cmdline() {
     ::mkdir("/dev/pts", 0755);
     ::mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, nullptr);
     ::sethostname("mimobox", 7);
-    // PID 1 ignores signals it has no handler for; keep it that way and just reap.
+    const auto bridge = serial_bridge_from_cmdline(kernel_cmdline(), agent_port);
+    const int listener = make_listener(bridge.has_value());
+    // PID 1 ignores signals it has no handler for; keep it that way and just reap, restarting
+    // the server or the bridge should either exit.
+    auto start = [&](bool is_bridge) -> pid_t {
+        const pid_t pid = ::fork();
+        if (pid != 0) return pid;
+        if (!is_bridge) serve_forever(listener);
+        ::close(listener);
+        const int why = run_serial_bridge(*bridge);
+        std::printf("mimobox-agent: serial bridge on %s stopped: %s\n", bridge->tty_path.c_str(), std::strerror(why));
+        std::fflush(stdout);
+        ::_exit(1);
+    };
+    pid_t server = start(false);
+    pid_t bridge_pid = bridge ? start(true) : -1;
     for (;;) {
-        const pid_t server = ::fork();
-        if (server == 0) serve_forever();
-        for (;;) {
-            int status = 0;
-            const pid_t p = ::wait(&status);
-            if (p == server) {
-                std::printf("mimobox-agent: server exited (status %d), restarting\n", status);
-                std::fflush(stdout);
-                ::sleep(1);
-                break;
-            }
-            if (p < 0 && errno == ECHILD) break;
+        int status = 0;
+        const pid_t p = ::wait(&status);
+        if (p < 0) {
+            if (errno == ECHILD) ::sleep(1);
+            continue;
         }
+        if (p != server && p != bridge_pid) continue;
+        std::printf("mimobox-agent: %s exited (status %d), restarting\n", p == server ? "server" : "serial bridge", status);
+        std::fflush(stdout);
+        ::sleep(1);
+        if (p == server) server = start(false);
+        else bridge_pid = start(true);
     }
 }
 
@@ -183,5 +215,5 @@ std::string kernel_cmdline() {
 
 int main() {
     if (::getpid() == 1) run_as_init();
-    serve_forever();
+    serve_forever(make_listener(false));
 }

@@ -9,7 +9,12 @@ constexpr std::uint8_t ier_rda = 0x01, ier_thre = 0x02, ier_mask = 0x0f;
 constexpr std::uint8_t iir_none = 0x01, iir_thre = 0x02, iir_rda = 0x04, iir_fifo = 0xc0;
 constexpr std::uint8_t lsr_data_ready = 0x01, lsr_empty = 0x60;
 constexpr std::uint8_t msr_default = 0xb0;  // DCD, DSR, CTS
+constexpr std::uint8_t mcr_rts = 0x02;
 }  // namespace
+
+bool serial::input_visible() const noexcept {
+    return !input_.empty() && (flow_ == flow_control::none || (mcr_ & mcr_rts));
+}
 
 void serial::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     if (data.empty()) return;
@@ -25,16 +30,18 @@ std::uint8_t serial::read_register(std::uint64_t offset) {
     switch (offset) {
     case 0: {
         if (dlab()) return dll_;
-        if (input_.empty()) return 0;
+        if (!input_visible()) return 0;
         std::uint8_t b = input_.front();
         input_.pop_front();
+        ++bytes_read_;
         update_interrupt();
+        if (input_.empty() && input_drained_) input_drained_();
         return b;
     }
     case 1: return dlab() ? dlh_ : ier_;
     case 2: {
         std::uint8_t iir = iir_none;
-        if ((ier_ & ier_rda) && !input_.empty()) {
+        if ((ier_ & ier_rda) && input_visible()) {
             iir = iir_rda;
         } else if ((ier_ & ier_thre) && thre_pending_) {
             iir = iir_thre;
@@ -44,7 +51,7 @@ std::uint8_t serial::read_register(std::uint64_t offset) {
     }
     case 3: return lcr_;
     case 4: return mcr_;
-    case 5: return lsr_empty | (input_.empty() ? 0 : lsr_data_ready);
+    case 5: return lsr_empty | (input_visible() ? lsr_data_ready : 0);
     case 6: return msr_default;
     case 7: return scr_;
     default: return 0xff;
@@ -78,10 +85,19 @@ void serial::write_register(std::uint64_t offset, std::uint8_t value) {
         }
         break;
     case 3: lcr_ = value; break;
-    case 4: mcr_ = value & 0x1f; break;
+    case 4:
+        mcr_ = value & 0x1f;
+        update_interrupt();  // raising RTS may uncover queued input
+        break;
     case 7: scr_ = value; break;
     default: break;  // FCR and read-only registers
     }
+}
+
+std::string serial::describe() const {
+    return "uart ier=" + std::to_string(ier_) + " mcr=" + std::to_string(mcr_) + " lcr=" + std::to_string(lcr_) +
+           " input=" + std::to_string(input_.size()) + " visible=" + std::to_string(input_visible()) +
+           " thre_pending=" + std::to_string(thre_pending_) + " bytes_read=" + std::to_string(bytes_read_);
 }
 
 std::size_t serial::enqueue_input(std::span<const std::uint8_t> bytes) {
@@ -92,7 +108,7 @@ std::size_t serial::enqueue_input(std::span<const std::uint8_t> bytes) {
 }
 
 void serial::update_interrupt() {
-    if (((ier_ & ier_rda) && !input_.empty()) || ((ier_ & ier_thre) && thre_pending_)) irq_.trigger();
+    if (((ier_ & ier_rda) && input_visible()) || ((ier_ & ier_thre) && thre_pending_)) irq_.trigger();
 }
 
 }  // namespace mimobox::devices

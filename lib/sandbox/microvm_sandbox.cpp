@@ -62,7 +62,8 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
         st->backend.async_stop(asio::detached);  // a half-started VM is of no use to anyone
         return std::tuple{ec};
     };
-    if (st->config.transport != kvm_transport::vsock) co_return fail(sandbox_errc::unsupported_transport);
+    if (st->config.transport != kvm_transport::vsock && st->config.transport != kvm_transport::serial)
+        co_return fail(sandbox_errc::unsupported_transport);
     if (st->config.hostname.size() > 64 || st->config.rng_seed_bytes > 512)
         co_return fail(boost::system::errc::make_error_code(boost::system::errc::invalid_argument));
     const auto deadline = std::chrono::steady_clock::now() + st->config.ready_timeout;

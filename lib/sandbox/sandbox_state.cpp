@@ -19,10 +19,16 @@ namespace mimobox::vm::detail {
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// The agent speaks the same protocol over either link; the sandbox's transport picks the VM's.
+microvm_config with_agent_link(microvm_config vm, const sandbox_config& cfg) {
+    if (cfg.transport == kvm_transport::serial) vm.vsock = vsock_link::com2_uart;
+    return vm;
 }
+}  // namespace
 
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
-    : strand(asio::make_strand(executor)), backend(executor, std::move(vm)), config(std::move(cfg)) {}
+    : strand(asio::make_strand(executor)), backend(executor, with_agent_link(std::move(vm), cfg)), config(std::move(cfg)) {}
 
 error_code sandbox_state::check_ready() const {
     return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);

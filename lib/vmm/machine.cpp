@@ -12,6 +12,8 @@
 #include "mimobox/vm/microvm_errc.hpp"
 #include "platform_verdict.hpp"
 #include "vmm/irqfd_line.hpp"
+#include "vmm/serial_vsock_link.hpp"
+#include "vmm/virtio_vsock_link.hpp"
 #include "vmm/vsock_channel.hpp"
 
 #include <boost/asio/append.hpp>
@@ -37,13 +39,18 @@ namespace {
 
 // Arguments every guest gets. reboot=t: a guest reboot or panic triple-faults, which KVM reports
 // as KVM_EXIT_SHUTDOWN at once (the keyboard-controller path wastes tens of seconds under nested
-// virtualization). panic=-1 reboots immediately on panic. One UART until the serial transport.
+// virtualization). panic=-1 reboots immediately on panic.
 constexpr const char* base_cmdline =
     "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
-    "8250.nr_uarts=1 tsc=reliable no_timer_check";
-// The vsock device at the start of the MMIO gap, GSI 5 (Linux: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
-constexpr const char* vsock_cmdline = "virtio_mmio.device=4K@0xd0000000:5";
-static_assert(vmm::vsock_host::mmio_base == boot::layout::virtio_mmio_base && vmm::vsock_host::gsi == 5);
+    "tsc=reliable no_timer_check";
+// The vsock device at the start of the MMIO gap, GSI 5 (Linux: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES);
+// Linux probes no UART beyond the console.
+constexpr const char* virtio_vsock_cmdline = "8250.nr_uarts=1 virtio_mmio.device=4K@0xd0000000:5";
+static_assert(vmm::virtio_vsock_link::mmio_base == boot::layout::virtio_mmio_base && vmm::virtio_vsock_link::gsi == 5);
+// Or no virtio at all: ttyS1 (COM2, the legacy port Linux probes at 0x2f8/IRQ 3) carries vsock,
+// and the agent learns that, and its CID, from these (guest/agent/serial_bridge.hpp).
+constexpr const char* serial_vsock_cmdline = "8250.nr_uarts=2 mimobox.vsock_uart=ttyS1";
+static_assert(vmm::serial_vsock_link::port_base == 0x2f8 && vmm::serial_vsock_link::gsi == 3);
 constexpr std::uint16_t com1_port = 0x3f8;
 constexpr std::uint32_t com1_gsi = 4;
 constexpr std::uint16_t i8042_port = 0x60;
@@ -145,11 +152,11 @@ machine::error_code machine::build() {
     i8042_ = std::make_unique<devices::i8042>([this] { begin_stop(kvm_exit_reason::guest_reboot, "i8042 reset"); });
     pio_bus_.add(com1_port, 8, *serial_);
     pio_bus_.add(i8042_port, 5, *i8042_);
-    vsock_ = std::make_unique<vmm::vsock_host>(strand_, memory_, config_.vsock_cid,
+    vsock_ = std::make_unique<vmm::vsock_host>(strand_, memory_, config_.vsock_cid, config_.vsock,
                                                [weak = weak_from_this(), ex = strand_](const vsock::endpoint& ep) {
                                                    return vm::vsock_stream(std::make_shared<vsock_channel>(weak, ex, ep));
                                                });
-    if (auto ec = vsock_->attach(*vm_, mmio_bus_)) return ec;
+    if (auto ec = vsock_->attach(*vm_, pio_bus_, mmio_bus_)) return ec;
 
     // vCPUs: CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
     auto mmap_size = kvm_->vcpu_mmap_size();
@@ -183,7 +190,12 @@ machine::error_code machine::prepare_images() {
 
     boot::kernel_cmdline cmdline;
     if (auto ec = cmdline.append(base_cmdline)) return ec;
-    if (auto ec = cmdline.append(vsock_cmdline)) return ec;
+    if (config_.vsock == vsock_link::com2_uart) {
+        if (auto ec = cmdline.append(serial_vsock_cmdline)) return ec;
+        if (auto ec = cmdline.append("mimobox.vsock_cid=" + std::to_string(config_.vsock_cid))) return ec;
+    } else {
+        if (auto ec = cmdline.append(virtio_vsock_cmdline)) return ec;
+    }
     if (auto ec = cmdline.append(config_.cmdline_extra)) return ec;
     if (auto ec = cmdline.check_length(std::min<std::size_t>(image->cmdline_size, boot::layout::cmdline_max - 1)))
         return ec;

@@ -1,6 +1,7 @@
 #include "vmm/vsock_host.hpp"
 
-#include "vmm/irqfd_line.hpp"
+#include "vmm/serial_vsock_link.hpp"
+#include "vmm/virtio_vsock_link.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -19,14 +20,12 @@ namespace mimobox::vmm {
 namespace asio = boost::asio;
 
 vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, const memory::guest_memory& memory,
-                       std::uint64_t guest_cid, stream_factory make_stream)
-    : strand_(std::move(strand)),
-      make_stream_(std::move(make_stream)),
-      muxer_(guest_cid),
-      device_(memory, muxer_),
-      irq_(std::make_unique<irqfd_line>()),
-      transport_(device_, memory, *irq_) {
-    device_.attach(transport_);
+                       std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream)
+    : strand_(std::move(strand)), make_stream_(std::move(make_stream)), muxer_(guest_cid) {
+    if (kind == vm::vsock_link::com2_uart)
+        link_ = std::make_unique<serial_vsock_link>(muxer_);
+    else
+        link_ = std::make_unique<virtio_vsock_link>(strand_, memory, muxer_);
 }
 
 vsock_host::~vsock_host() = default;
@@ -37,24 +36,8 @@ void vsock_host::complete(Handler handler, Args... args) {
     asio::post(strand_, asio::append(std::move(handler), std::move(args)...));
 }
 
-vsock_host::error_code vsock_host::attach(kvm::vm& vm, devices::bus& mmio) {
-    constexpr std::uint64_t queue_notify = 0x50;
-    if (irq_->fd() < 0) return error_code(errno, boost::system::system_category());
-    if (auto ec = vm.assign_irqfd(irq_->fd(), gsi)) return ec;
-    if (!mmio.add(mmio_base, 0x1000, transport_)) return error_code(EEXIST, boost::system::system_category());
-    for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
-        kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!fd) return error_code(errno, boost::system::system_category());
-        // The guest's QueueNotify write of `q` now signals this eventfd inside KVM.
-        if (auto ec = vm.assign_ioeventfd(fd.get(), mmio_base + queue_notify, 4, q)) return ec;
-        queue_events_.emplace_back(strand_, fd.release());
-    }
-    return {};
-}
-
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
-    for (std::size_t i = 0; i < queue_events_.size(); ++i)
-        asio::co_spawn(strand_, queue_worker(i, keep_alive), asio::detached);
+    link_->start([this] { on_link_activity(); }, keep_alive);
     starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, rx_starvation_watch(keep_alive), asio::detached);
     if (const auto interval = stall_log_interval(); interval.count() > 0) {
@@ -73,15 +56,16 @@ asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shar
         auto [ec] = co_await starvation_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // re-armed
-        if (!device_.starved_for_rx_buffers()) {
+        if (!link_->starved_for_rx_buffers()) {
             starvation_timer_->expires_at(asio::steady_timer::time_point::max());
             continue;
         }
-        device_.renotify();
-        ++renotifications_;
-        if (stall_log_interval().count() > 0)
-            std::fprintf(stderr, "mimobox: vsock receive queue still empty after 500 ms; interrupt raised again (%llu)\n",
-                         static_cast<unsigned long long>(renotifications_));
+        if (link_->renotify()) {
+            ++renotifications_;
+            if (stall_log_interval().count() > 0)
+                std::fprintf(stderr, "mimobox: vsock data waited 500 ms with no sign of the guest taking it; interrupt raised again (%llu)\n",
+                             static_cast<unsigned long long>(renotifications_));
+        }
         starvation_timer_->expires_after(500ms);
     }
 }
@@ -104,6 +88,10 @@ asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[m
         stall_timer_->expires_after(interval);
         auto [ec] = co_await stall_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (ec || stopped_) break;
+        if (const auto moved = link_->bytes_moved(); moved != bytes_moved_at_check_) {
+            bytes_moved_at_check_ = moved;
+            last_activity_ = std::chrono::steady_clock::now();
+        }
         const bool stalled = has_pending_operations() && std::chrono::steady_clock::now() - last_activity_ >= interval;
         if (stalled && !reported) {
             std::fprintf(stderr, "mimobox: vsock operations pending with no queue activity for %llds\n%s",
@@ -114,26 +102,18 @@ asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[m
 }
 
 std::string vsock_host::describe() const {
-    std::string out = device_.describe();
+    std::string out = link_->describe();
     out += "  receive-queue renotifications=" + std::to_string(renotifications_) + "\n";
-    out += "  transport interrupt_status=" + std::to_string(transport_.interrupt_status()) +
-           " device_status=" + std::to_string(transport_.device_status()) + "\n";
     for (const auto& [k, io] : io_)
         out += "  stream host:" + std::to_string(k.first) + " guest:" + std::to_string(k.second) +
                " reader=" + std::to_string(io.reader.has_value()) + " writer=" + std::to_string(io.writer.has_value()) + "\n";
     return out;
 }
 
-// keep_alive is only held: the coroutine frame owns it, so the machine outlives the worker.
-asio::awaitable<void> vsock_host::queue_worker(std::size_t index, [[maybe_unused]] std::shared_ptr<void> keep_alive) {
-    std::uint64_t count = 0;
-    for (;;) {
-        auto [ec, n] = co_await queue_events_[index].async_read_some(asio::buffer(&count, sizeof count),
-                                                                      asio::as_tuple(asio::use_awaitable));
-        if (ec || stopped_) break;
-        last_activity_ = std::chrono::steady_clock::now();
-        pump();
-    }
+void vsock_host::on_link_activity() {
+    if (stopped_) return;
+    last_activity_ = std::chrono::steady_clock::now();
+    pump();
 }
 
 void vsock_host::stop() {
@@ -141,10 +121,7 @@ void vsock_host::stop() {
     stopped_ = true;
     if (stall_timer_) stall_timer_->cancel();
     if (starvation_timer_) starvation_timer_->cancel();
-    for (auto& ev : queue_events_) {
-        error_code ignored;
-        ev.close(ignored);
-    }
+    link_->stop();
     muxer_.fail_all(vsock::vsock_errc::connection_reset);
     const error_code aborted = asio::error::operation_aborted;
     for (auto& [k, list] : std::exchange(connecting_, {}))
@@ -161,6 +138,7 @@ void vsock_host::stop() {
 
 void vsock_host::connect(std::uint32_t guest_port, stream_handler h) {
     if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
+    if (auto broken = link_->failure()) return complete(std::move(h), broken, vm::vsock_stream{});
     auto ep = muxer_.connect(guest_port);
     if (!ep) return complete(std::move(h), error_code(asio::error::no_buffer_space), vm::vsock_stream{});
     connecting_[key_of(*ep)].push_back(std::move(h));
@@ -169,6 +147,7 @@ void vsock_host::connect(std::uint32_t guest_port, stream_handler h) {
 
 void vsock_host::accept(std::uint32_t host_port, stream_handler h) {
     if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
+    if (auto broken = link_->failure()) return complete(std::move(h), broken, vm::vsock_stream{});
     muxer_.listen(host_port);
     accepting_[host_port].push_back(std::move(h));
     pump();
@@ -220,12 +199,16 @@ void vsock_host::pump() {
     if (stopped_) return;
     // Bounded: each round either moved packets or completed operations; a handful suffices.
     for (int round = 0; round < 8; ++round) {
-        device_.process();
+        link_->process();
         if (!progress()) break;
     }
+    // A broken serial line aborted every connection; nobody will connect to a listener again.
+    if (auto broken = link_->failure())
+        for (auto& [port, waiters] : std::exchange(accepting_, {}))
+            for (auto& h : waiters) complete(std::move(h), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
     if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
-        device_.starved_for_rx_buffers())
+        link_->starved_for_rx_buffers())
         starvation_timer_->expires_after(std::chrono::milliseconds(500));
 }
 

@@ -1,21 +1,18 @@
-// The host end of a VM's vsock device: the device model, its virtio-mmio transport and
-// eventfds, and the pending stream operations (connect, accept, read, write) it completes as
-// packets move. Lives on the VM's strand; machine owns it.
+// The host end of a VM's vsock: the muxer, the link that carries its packets to the guest
+// (virtio device or serial line, see vsock_link.hpp) and the pending stream operations (connect,
+// accept, read, write) it completes as packets move. Lives on the VM's strand; machine owns it.
 #pragma once
 
 #include "devices/bus.hpp"
-#include "devices/interrupt_line.hpp"
-#include "kvm/unique_fd.hpp"
 #include "kvm/vm.hpp"
 #include "memory/guest_memory.hpp"
+#include "mimobox/vm/microvm_config.hpp"
 #include "mimobox/vm/vsock_stream.hpp"
-#include "virtio/mmio_transport.hpp"
+#include "vmm/vsock_link.hpp"
 #include "vsock/muxer.hpp"
-#include "vsock/vsock_device.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -28,8 +25,6 @@
 
 namespace mimobox::vmm {
 
-class irqfd_line;
-
 class vsock_host {
 public:
     using error_code = boost::system::error_code;
@@ -37,16 +32,13 @@ public:
     using stream_handler = boost::asio::any_completion_handler<void(error_code, vm::vsock_stream)>;
     using stream_factory = std::function<vm::vsock_stream(const vsock::endpoint&)>;
 
-    static constexpr std::uint64_t mmio_base = 0xd0000000;
-    static constexpr std::uint32_t gsi = 5;
-
     vsock_host(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
-               std::uint64_t guest_cid, stream_factory make_stream);
+               std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream);
     ~vsock_host();
 
-    /// irqfd for the device interrupt, an ioeventfd per queue, the transport on `mmio`.
-    error_code attach(kvm::vm& vm, devices::bus& mmio);
-    /// Starts one worker coroutine per queue; `keep_alive` is held by each until stop().
+    /// The link's device on its bus, its interrupt and doorbells with KVM.
+    error_code attach(kvm::vm& vm, devices::bus& pio, devices::bus& mmio) { return link_->attach(vm, pio, mmio); }
+    /// Starts the link and the watchdogs; `keep_alive` is held by each worker until stop().
     void start(std::shared_ptr<void> keep_alive);
     /// Ends the workers and completes every pending operation with operation_aborted.
     void stop();
@@ -76,7 +68,7 @@ private:
     using key = std::pair<std::uint32_t, std::uint32_t>;
     static key key_of(const vsock::endpoint& ep) { return {ep.host_port, ep.guest_port}; }
 
-    boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);
+    void on_link_activity();
     boost::asio::awaitable<void> stall_watch(std::chrono::seconds interval, std::shared_ptr<void> keep_alive);
     boost::asio::awaitable<void> rx_starvation_watch(std::shared_ptr<void> keep_alive);
     bool has_pending_operations() const;
@@ -89,15 +81,13 @@ private:
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     stream_factory make_stream_;
     vsock::muxer muxer_;
-    vsock::vsock_device device_;
-    std::unique_ptr<irqfd_line> irq_;
-    virtio::mmio_transport transport_;
-    std::vector<boost::asio::posix::stream_descriptor> queue_events_;
+    std::unique_ptr<vsock_link> link_;
     bool stopped_ = false;
     std::optional<boost::asio::steady_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).
     std::optional<boost::asio::steady_timer> starvation_timer_;
     std::uint64_t renotifications_ = 0;
+    std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
 
     std::map<key, std::list<stream_handler>> connecting_;  // by host-side endpoint

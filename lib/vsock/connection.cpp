@@ -21,7 +21,7 @@ connection connection::accept(endpoint ep, const header& request, std::uint32_t 
 
 header connection::make_header(op o) const noexcept {
     header h;
-    h.src_cid = host_cid;
+    h.src_cid = ep_.local_cid;
     h.dst_cid = ep_.guest_cid;
     h.src_port = ep_.host_port;
     h.dst_port = ep_.guest_port;

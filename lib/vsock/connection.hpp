@@ -18,10 +18,14 @@
 
 namespace mimobox::vsock {
 
+// Named from the host's side. The guest end of the serial transport runs the same code with the
+// roles mirrored: there `guest_cid` is the host's CID (the peer), `host_port` the guest's own port
+// and `local_cid` the guest's CID.
 struct endpoint {
     std::uint64_t guest_cid = 3;
     std::uint32_t host_port = 0;
     std::uint32_t guest_port = 0;
+    std::uint64_t local_cid = host_cid;
     friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 

@@ -12,7 +12,7 @@ std::optional<endpoint> muxer::connect(std::uint32_t guest_port) {
         const std::uint32_t port = next_port_;
         next_port_ = next_port_ == ephemeral_last ? ephemeral_first : next_port_ + 1;
         if (connections_.count({port, guest_port})) continue;
-        endpoint ep{guest_cid_, port, guest_port};
+        endpoint ep{guest_cid_, port, guest_port, local_cid_};
         connections_.emplace(key{port, guest_port}, connection::connect(ep));
         return ep;
     }
@@ -36,7 +36,7 @@ void muxer::on_guest_packet(const header& h, std::span<const std::uint8_t> paylo
     auto answer_rst = [&] {
         if (h.operation == op::rst || stray_rsts_.size() >= max_stray_rsts) return;  // never answer RST with RST
         header r;
-        r.src_cid = host_cid;
+        r.src_cid = local_cid_;
         r.dst_cid = guest_cid_;
         r.src_port = h.dst_port;
         r.dst_port = h.src_port;
@@ -45,7 +45,7 @@ void muxer::on_guest_packet(const header& h, std::span<const std::uint8_t> paylo
         stray_rsts_.push_back(r);
     };
     // The guest may only speak as itself, to the host.
-    if (h.src_cid != guest_cid_ || h.dst_cid != host_cid) return answer_rst();
+    if (h.src_cid != guest_cid_ || h.dst_cid != local_cid_) return answer_rst();
     const key k{h.dst_port, h.src_port};
     auto it = connections_.find(k);
     if (it != connections_.end()) {
@@ -54,7 +54,7 @@ void muxer::on_guest_packet(const header& h, std::span<const std::uint8_t> paylo
     }
     if (h.operation == op::request && h.type == type_stream && listeners_.count(h.dst_port) &&
         connections_.size() < max_connections) {
-        endpoint ep{guest_cid_, h.dst_port, h.src_port};
+        endpoint ep{guest_cid_, h.dst_port, h.src_port, local_cid_};
         connections_.emplace(k, connection::accept(ep, h));
         accepted_[h.dst_port].push_back(ep);
         return;

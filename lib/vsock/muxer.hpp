@@ -21,7 +21,10 @@ public:
     /// Host ports for host-initiated connections, as Firecracker: [2^30, 2^31).
     static constexpr std::uint32_t ephemeral_first = 1u << 30, ephemeral_last = (1u << 31) - 1;
 
-    explicit muxer(std::uint64_t guest_cid) : guest_cid_(guest_cid) {}
+    /// `local_cid` is the host's own CID here; the guest end of the serial transport passes the
+    /// host's CID as `guest_cid` (the peer) and its own as `local_cid`.
+    explicit muxer(std::uint64_t guest_cid, std::uint64_t local_cid = host_cid)
+        : guest_cid_(guest_cid), local_cid_(local_cid) {}
 
     /// A host-initiated connection to `guest_port`; its REQUEST is queued. nullopt when the
     /// connection table is full.
@@ -68,6 +71,7 @@ public:
 private:
     using key = std::pair<std::uint32_t, std::uint32_t>;  // (host port, guest port)
     std::uint64_t guest_cid_;
+    std::uint64_t local_cid_;
     std::map<key, connection> connections_;
     std::set<std::uint32_t> listeners_;
     std::map<std::uint32_t, std::deque<endpoint>> accepted_;

@@ -12,6 +12,7 @@ public:
         case vsock_errc::connection_reset: return "the guest reset the vsock connection";
         case vsock_errc::protocol_violation: return "the guest violated the vsock protocol; connection reset";
         case vsock_errc::connection_closed: return "the vsock connection is closed";
+        case vsock_errc::link_broken: return "the serial line carrying vsock lost packet framing; all connections reset";
         }
         return "unknown mimobox.vsock error";
     }

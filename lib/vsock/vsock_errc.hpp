@@ -12,6 +12,7 @@ enum class vsock_errc {
     connection_reset,        ///< the guest reset an established connection
     protocol_violation,      ///< the guest broke the protocol (e.g. sent beyond its credit): reset
     connection_closed,       ///< the connection was closed locally
+    link_broken,             ///< the serial line carrying vsock packets lost framing: every connection is reset
 };
 
 const boost::system::error_category& vsock_category() noexcept;

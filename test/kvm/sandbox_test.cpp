@@ -37,8 +37,9 @@ std::vector<std::string> argv(const Args&... a) {
 asio::awaitable<microvm_sandbox> start_sandbox(asio::io_context& ctx, std::uint32_t memory_mib) {
     // A named config, not `{}`: GCC 12 miscompiles braced temporaries with string members in coroutines.
     vm::sandbox_config config;
-    auto [ec, sb] = co_await microvm_sandbox::async_create(ctx.get_executor(), guest_config("", 2, memory_mib), config,
-                                                           use_tuple);
+    // Constructed, then started (not async_create): a failed start still has a console to show.
+    microvm_sandbox sb(ctx.get_executor(), guest_config("", 2, memory_mib), config);
+    auto [ec] = co_await sb.async_start(use_tuple);
     BOOST_REQUIRE_MESSAGE(!ec, "sandbox: " << ec.message() << "\nconsole:\n" << sb.backend().console_output());
     BOOST_REQUIRE((sb.state() == vm::microvm_state::ready));
     co_return std::move(sb);

@@ -77,6 +77,30 @@ BOOST_AUTO_TEST_CASE(serial_input_is_bounded_and_signals_data_ready) {
     BOOST_TEST(rd(uart, 0) == 'x');
 }
 
+BOOST_AUTO_TEST_CASE(serial_with_rts_flow_control_hides_input_until_the_guest_raises_rts) {
+    counting_irq irq;
+    serial uart(irq, nullptr, serial::flow_control::rts);
+    int drained = 0;
+    uart.on_input_drained([&] { ++drained; });
+    wr(uart, 1, 0x01);  // receive interrupts on
+    const std::uint8_t two[] = {'a', 'b'};
+    BOOST_TEST(uart.enqueue_input(two) == 2u);
+    BOOST_TEST(irq.count == 0);             // RTS low (port not opened, or throttled)
+    BOOST_TEST((rd(uart, 5) & 0x01) == 0);  // no data ready
+    BOOST_TEST(rd(uart, 0) == 0);           // and nothing is consumed
+    wr(uart, 4, 0x0a);                      // OUT2 | RTS
+    BOOST_TEST(irq.count == 1);
+    BOOST_TEST((rd(uart, 5) & 0x01) == 0x01);
+    BOOST_TEST(rd(uart, 0) == 'a');
+    wr(uart, 4, 0x08);  // throttled again: the rest waits
+    BOOST_TEST((rd(uart, 5) & 0x01) == 0);
+    wr(uart, 4, 0x0a);
+    BOOST_TEST(drained == 0);
+    BOOST_TEST(rd(uart, 0) == 'b');
+    BOOST_TEST(drained == 1);
+    BOOST_TEST(uart.input_room() == serial::input_capacity);
+}
+
 BOOST_AUTO_TEST_CASE(i8042_reset_command_calls_back_and_status_never_busy) {
     int resets = 0;
     i8042 kbd([&] { ++resets; });

@@ -90,10 +90,20 @@ BOOST_AUTO_TEST_CASE(starting_with_a_missing_kernel_fails_with_a_config_error_an
     BOOST_TEST((again == lifecycle_errc::invalid_state));
 }
 
-BOOST_AUTO_TEST_CASE(the_serial_transport_is_refused_as_unsupported) {
+BOOST_AUTO_TEST_CASE(the_serial_transport_selects_the_com2_vsock_link) {
     asio::io_context ctx;
     sandbox_config config;
     config.transport = kvm_transport::serial;
+    microvm_sandbox sb(ctx.get_executor(), missing_kernel(), config);
+    BOOST_TEST((sb.backend().config().vsock == vsock_link::com2_uart));
+    microvm_sandbox plain(ctx.get_executor(), missing_kernel(), sandbox_config{});
+    BOOST_TEST((plain.backend().config().vsock == vsock_link::virtio_mmio));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_transport_is_refused_as_unsupported) {
+    asio::io_context ctx;
+    sandbox_config config;
+    config.transport = static_cast<kvm_transport>(7);
     microvm_sandbox sb(ctx.get_executor(), missing_kernel(), config);
     std::optional<error_code> ec;
     sb.async_start([&](error_code e) { ec = e; });

@@ -1,0 +1,45 @@
+// How packets move between a VM's vsock muxer and its guest: a virtio-vsock device
+// (virtio_vsock_link) or framed packets over a second UART (serial_vsock_link). vsock_host owns
+// the muxer and the pending stream operations and drives whichever link the config chose; all
+// of it runs on the VM's strand.
+#pragma once
+
+#include "devices/bus.hpp"
+#include "kvm/vm.hpp"
+
+#include <boost/system/error_code.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace mimobox::vmm {
+
+class vsock_link {
+public:
+    using error_code = boost::system::error_code;
+
+    virtual ~vsock_link() = default;
+    /// Registers the link's device on a bus and its interrupt (and doorbells) with KVM.
+    virtual error_code attach(kvm::vm& vm, devices::bus& pio, devices::bus& mmio) = 0;
+    /// `on_activity` runs (on the strand) whenever the guest moved packets; `keep_alive` is
+    /// held by any worker the link starts, until stop().
+    virtual void start(std::function<void()> on_activity, std::shared_ptr<void> keep_alive) = 0;
+    virtual void stop() = 0;
+    /// Moves packets both ways as far as the guest allows now.
+    virtual void process() = 0;
+    /// Set once the link is unusable for good (a corrupted serial stream); every connection
+    /// has been aborted with it and new operations fail with it.
+    virtual error_code failure() const { return {}; }
+    /// Packets wait for the guest to take them (see vsock_host's starvation watch, which then
+    /// calls renotify every 500 ms while this holds).
+    virtual bool starved_for_rx_buffers() const { return false; }
+    /// Raises the guest's receive interrupt again if it looks lost; true if it did.
+    virtual bool renotify() { return false; }
+    /// Grows while the guest moves bytes a link sees below the packet level (the serial line);
+    /// the stall watch counts it as activity.
+    virtual std::uint64_t bytes_moved() const { return 0; }
+    virtual std::string describe() const = 0;
+};
+
+}  // namespace mimobox::vmm
