@@ -14,17 +14,20 @@
 #include <linux/vm_sockets.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <new>
 #include <string>
 
 using namespace mimobox::agent;
@@ -73,22 +76,36 @@ void serve_connection(int conn) {
     send_message(conn, error_response{EPROTO, "unexpected request"});
 }
 
-// A worker waits in accept(); once it has a connection it tells the server (one byte on
-// `accepted`) and serves it. The server keeps `idle_workers` waiting, so forking a process is
-// never on the path of a request (a fork costs tens of milliseconds under nested
-// virtualization).
-[[noreturn]] void run_worker(int listener, int accepted) {
-    for (;;) {
+// Workers wait in accept() and serve one connection at a time, then go back to waiting. Forking
+// costs tens of milliseconds under nested virtualization, so it must stay off the path of a
+// request: the server forks only when the idle workers run low (a burst of concurrent
+// operations), and a worker that finds enough others idle exits instead of waiting. In steady
+// state, one operation after another, nothing forks at all.
+struct worker_pool {
+    static constexpr int low_water = 2;   // fewer idle than this: fork another
+    static constexpr int high_water = 4;  // this many idle: a finished worker exits
+    static constexpr int max_served = 1000;  // then exit anyway, so no leak can accumulate
+    std::atomic<int> idle{0};
+};
+
+[[noreturn]] void run_worker(int listener, int accepted, worker_pool& pool) {
+    ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own children
+    pool.idle.fetch_add(1);
+    for (int served = 0;;) {
         const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) continue;
-        const char one = 1;
-        [[maybe_unused]] auto n = ::write(accepted, &one, 1);
-        ::close(listener);
-        ::close(accepted);
-        ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own child
+        if (pool.idle.fetch_sub(1) - 1 < worker_pool::low_water) {
+            const char one = 1;
+            [[maybe_unused]] auto n = ::write(accepted, &one, 1);
+        }
         serve_connection(c);
         ::close(c);
-        ::_exit(0);
+        bool stay = false;
+        int idle = pool.idle.load();
+        ++served;
+        while (!stay && served < worker_pool::max_served && idle < worker_pool::high_water)
+            stay = pool.idle.compare_exchange_weak(idle, idle + 1);
+        if (!stay) ::_exit(0);
     }
 }
 
@@ -115,7 +132,6 @@ int make_listener(bool for_serial_bridge) {
 }
 
 [[noreturn]] void serve_forever(int ls) {
-    constexpr int idle_workers = 4;
     ::signal(SIGPIPE, SIG_IGN);
     ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);  // exec's PATH search
     // Workers are reaped by the kernel; each resets this before running commands.
@@ -124,30 +140,33 @@ int make_listener(bool for_serial_bridge) {
     sa.sa_flags = SA_NOCLDWAIT;
     ::sigaction(SIGCHLD, &sa, nullptr);
     int accepted[2];
-    if (ls < 0 || ::pipe2(accepted, O_CLOEXEC) != 0) {
+    // The idle count lives in memory every worker shares.
+    void* shared = ::mmap(nullptr, sizeof(worker_pool), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ls < 0 || shared == MAP_FAILED || ::pipe2(accepted, O_CLOEXEC) != 0) {
         std::printf("MIMOBOX_AGENT=error:%s\n", std::strerror(errno));
         std::fflush(stdout);
         ::_exit(1);
     }
+    auto* pool = new (shared) worker_pool;
     auto spawn_worker = [&] {
         // Retried: with no idle worker, connections would wait in the backlog forever.
         for (;;) {
             const pid_t pid = ::fork();
             if (pid == 0) {
                 ::close(accepted[0]);
-                run_worker(ls, accepted[1]);
+                run_worker(ls, accepted[1], *pool);
             }
             if (pid > 0) return;
             ::usleep(100 * 1000);
         }
     };
-    for (int i = 0; i < idle_workers; ++i) spawn_worker();
+    for (int i = 0; i < worker_pool::high_water; ++i) spawn_worker();
     std::printf("MIMOBOX_AGENT=listening port=%u version=%s\n", agent_port, agent_version);
     std::fflush(stdout);
     for (;;) {
         char byte;
         const ssize_t n = ::read(accepted[0], &byte, 1);
-        if (n == 1) spawn_worker();  // replace the worker that just took a connection
+        if (n == 1) spawn_worker();  // idle workers ran low
         else if (n < 0 && errno != EINTR) ::sleep(1);
     }
 }

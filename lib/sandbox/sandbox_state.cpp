@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -65,7 +66,9 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     if (spare_) {
         vsock_stream s = std::move(*spare_);
         spare_.reset();
-        refill_spare();
+        // Posted, so the caller's request goes out first: the guest starts the operation, and
+        // only then accepts the next spare connection.
+        asio::post(strand, [self = shared_from_this()] { self->refill_spare(); });
         co_return std::tuple{error_code{}, std::move(s)};
     }
     refill_spare();  // for the operation after this one
