@@ -11,6 +11,7 @@ common=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 declare -A sources=(
   [fuzz_split_queue]="lib/memory/mapping.cpp lib/memory/guest_memory.cpp lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp"
   [fuzz_vsock]="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/vsock/vsock_errc.cpp"
+  [fuzz_stream_link]="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/vsock/vsock_errc.cpp lib/vsock/stream_link.cpp"
   [fuzz_agent_frames]="lib/agent/frame.cpp lib/agent/agent_errc.cpp lib/agent/messages.cpp lib/agent/response_reader.cpp"
 )
 declare -A libs=([fuzz_agent_frames]="-lboost_json")

@@ -380,6 +380,15 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
         BOOST_TEST((e8 == vm::guest_file_errc::permission_denied));
         auto [e9] = co_await sb.async_write_file("/mnt/small/big", std::string(1u << 20, 'z'), use_tuple);
         BOOST_TEST((e9 == vm::guest_file_errc::out_of_space));
+        auto [e10, d10] = co_await sb.async_read_file("/tmp/" + std::string(300, 'n'), use_tuple);
+        BOOST_TEST((e10 == vm::guest_file_errc::name_too_long));
+        co_await shell(sb, "ln -s /tmp/loop /tmp/loop");
+        auto [e11, d11] = co_await sb.async_read_file("/tmp/loop", use_tuple);
+        BOOST_TEST((e11 == vm::guest_file_errc::symlink_loop));
+        auto [e12] = co_await sb.async_remove("/mnt/small", false, use_tuple);  // a mount point
+        BOOST_TEST((e12 == vm::guest_file_errc::busy));
+        auto [e13, d13] = co_await sb.async_read_file("/proc/self/mem", use_tuple);  // page 0 is never mapped
+        BOOST_TEST((e13 == vm::guest_file_errc::io));
         // A failed write leaves nothing behind (the temporary file is removed).
         auto [lec2, small] = co_await sb.async_list_dir("/mnt/small", use_tuple);
         BOOST_TEST(!lec2);

@@ -9,7 +9,9 @@ namespace mimobox::vm {
 
 enum class kvm_transport {
     vsock,   ///< the in-process virtio-vsock device (default, fast)
-    serial,  ///< the same protocol over a second UART, for guest kernels without vsock
+    serial,  ///< the same protocol over a second UART (COM2), for guest kernels without vsock: the VM
+             ///< gets no virtio device; every byte is a trapped port access, so it is slow (about
+             ///< 1 KB/s under nested emulation); ARCHITECTURE.md, section The serial transport
 };
 
 struct sandbox_config {
