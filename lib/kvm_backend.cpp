@@ -4,7 +4,10 @@
 #include "vmm/machine.hpp"
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
+
+#include <atomic>
 
 namespace mimobox::vm {
 
@@ -51,16 +54,40 @@ void no_device(kvm_backend::executor_type ex, boost::asio::any_completion_handle
 }
 }  // namespace
 
+namespace {
+std::atomic<std::uint64_t> next_stream_wait_id{1};
+
+// Per-operation cancellation of a connect or accept: wired here, in the initiating thread, so a
+// cancellation emitted right after initiation is not lost; the removal runs on the VM's strand,
+// after the registration (posted first).
+template <class Handler>
+std::uint64_t cancel_on_signal(const std::shared_ptr<detail::machine>& m, Handler& h) {
+    const std::uint64_t id = next_stream_wait_id.fetch_add(1, std::memory_order_relaxed);
+    auto slot = boost::asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) {
+        slot.assign([weak = std::weak_ptr<detail::machine>(m), id](boost::asio::cancellation_type) {
+            if (auto vm = weak.lock())
+                vm->with_vsock([id](vmm::vsock_host* host) {
+                    if (host) host->cancel_wait(id);
+                });
+        });
+    }
+    return id;
+}
+}  // namespace
+
 void kvm_backend::initiate_vsock_connect(std::uint32_t guest_port, stream_handler h) {
-    machine_->with_vsock([port = guest_port, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
-        if (host) host->connect(port, std::move(h));
+    const auto id = cancel_on_signal(machine_, h);
+    machine_->with_vsock([port = guest_port, id, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
+        if (host) host->connect(port, id, std::move(h));
         else no_device(ex, std::move(h));
     });
 }
 
 void kvm_backend::initiate_vsock_accept(std::uint32_t host_port, stream_handler h) {
-    machine_->with_vsock([port = host_port, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
-        if (host) host->accept(port, std::move(h));
+    const auto id = cancel_on_signal(machine_, h);
+    machine_->with_vsock([port = host_port, id, h = std::move(h), ex = get_executor()](vmm::vsock_host* host) mutable {
+        if (host) host->accept(port, id, std::move(h));
         else no_device(ex, std::move(h));
     });
 }

@@ -125,9 +125,9 @@ void vsock_host::stop() {
     muxer_.fail_all(vsock::vsock_errc::connection_reset);
     const error_code aborted = asio::error::operation_aborted;
     for (auto& [k, list] : std::exchange(connecting_, {}))
-        for (auto& h : list) complete(std::move(h), aborted, vm::vsock_stream{});
+        for (auto& w : list) complete(std::move(w.handler), aborted, vm::vsock_stream{});
     for (auto& [k, list] : std::exchange(accepting_, {}))
-        for (auto& h : list) complete(std::move(h), aborted, vm::vsock_stream{});
+        for (auto& w : list) complete(std::move(w.handler), aborted, vm::vsock_stream{});
     for (auto& [k, io] : io_) {
         if (io.reader) complete(std::move(*io.reader), aborted, std::size_t{0});
         if (io.writer) complete(std::move(*io.writer), aborted, std::size_t{0});
@@ -136,21 +136,46 @@ void vsock_host::stop() {
     }
 }
 
-void vsock_host::connect(std::uint32_t guest_port, stream_handler h) {
+void vsock_host::connect(std::uint32_t guest_port, std::uint64_t id, stream_handler h) {
     if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
     if (auto broken = link_->failure()) return complete(std::move(h), broken, vm::vsock_stream{});
     auto ep = muxer_.connect(guest_port);
     if (!ep) return complete(std::move(h), error_code(asio::error::no_buffer_space), vm::vsock_stream{});
-    connecting_[key_of(*ep)].push_back(std::move(h));
+    connecting_[key_of(*ep)].push_back({id, std::move(h)});
     pump();
 }
 
-void vsock_host::accept(std::uint32_t host_port, stream_handler h) {
+void vsock_host::accept(std::uint32_t host_port, std::uint64_t id, stream_handler h) {
     if (stopped_) return complete(std::move(h), error_code(asio::error::operation_aborted), vm::vsock_stream{});
     if (auto broken = link_->failure()) return complete(std::move(h), broken, vm::vsock_stream{});
     muxer_.listen(host_port);
-    accepting_[host_port].push_back(std::move(h));
+    accepting_[host_port].push_back({id, std::move(h)});
     pump();
+}
+
+void vsock_host::cancel_wait(std::uint64_t id) {
+    const error_code aborted = asio::error::operation_aborted;
+    for (auto it = connecting_.begin(); it != connecting_.end(); ++it) {
+        for (auto w = it->second.begin(); w != it->second.end(); ++w) {
+            if (w->id != id) continue;
+            complete(std::move(w->handler), aborted, vm::vsock_stream{});
+            it->second.erase(w);
+            if (it->second.empty()) {
+                // Nobody wants this connection any more: RST it (the guest may have answered by now).
+                if (auto* c = muxer_.find({muxer_.guest_cid(), it->first.first, it->first.second})) c->reset();
+                connecting_.erase(it);
+            }
+            return pump();
+        }
+    }
+    for (auto& [port, waiters] : accepting_) {
+        for (auto w = waiters.begin(); w != waiters.end(); ++w) {
+            if (w->id != id) continue;
+            complete(std::move(w->handler), aborted, vm::vsock_stream{});
+            waiters.erase(w);
+            return;
+        }
+    }
 }
 
 void vsock_host::read(const vsock::endpoint& ep, std::vector<asio::mutable_buffer> b, io_handler h) {
@@ -205,7 +230,7 @@ void vsock_host::pump() {
     // A broken serial line aborted every connection; nobody will connect to a listener again.
     if (auto broken = link_->failure())
         for (auto& [port, waiters] : std::exchange(accepting_, {}))
-            for (auto& h : waiters) complete(std::move(h), broken, vm::vsock_stream{});
+            for (auto& w : waiters) complete(std::move(w.handler), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
     if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
         link_->starved_for_rx_buffers())
@@ -221,12 +246,12 @@ bool vsock_host::progress() {
             ++it;
             continue;
         }
-        for (auto& h : it->second) {
+        for (auto& w : it->second) {
             if (c->error()) {
-                complete(std::move(h), c->error(), vm::vsock_stream{});
+                complete(std::move(w.handler), c->error(), vm::vsock_stream{});
             } else {
                 attached_[it->first] = true;
-                complete(std::move(h), error_code{}, make_stream_(c->ends()));
+                complete(std::move(w.handler), error_code{}, make_stream_(c->ends()));
             }
         }
         it = connecting_.erase(it);
@@ -238,7 +263,7 @@ bool vsock_host::progress() {
             auto ep = muxer_.take_accepted(port);
             if (!ep) break;
             attached_[key_of(*ep)] = true;
-            complete(std::move(waiters.front()), error_code{}, make_stream_(*ep));
+            complete(std::move(waiters.front().handler), error_code{}, make_stream_(*ep));
             waiters.pop_front();
             changed = true;
         }

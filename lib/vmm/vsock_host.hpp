@@ -43,8 +43,12 @@ public:
     /// Ends the workers and completes every pending operation with operation_aborted.
     void stop();
 
-    void connect(std::uint32_t guest_port, stream_handler h);
-    void accept(std::uint32_t host_port, stream_handler h);
+    /// `id` names the wait for cancel_wait (unique per VM; taken by the initiating thread).
+    void connect(std::uint32_t guest_port, std::uint64_t id, stream_handler h);
+    void accept(std::uint32_t host_port, std::uint64_t id, stream_handler h);
+    /// Completes connect or accept `id` with operation_aborted if it still waits (a connect's
+    /// half-open connection is reset); nothing if it already completed.
+    void cancel_wait(std::uint64_t id);
     void read(const vsock::endpoint& ep, std::vector<boost::asio::mutable_buffer> b, io_handler h);
     void write(const vsock::endpoint& ep, std::vector<boost::asio::const_buffer> b, io_handler h);
     void cancel(const vsock::endpoint& ep, bool read_side);
@@ -90,8 +94,12 @@ private:
     std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
 
-    std::map<key, std::list<stream_handler>> connecting_;  // by host-side endpoint
-    std::map<std::uint32_t, std::list<stream_handler>> accepting_;
+    struct stream_waiter {
+        std::uint64_t id;
+        stream_handler handler;
+    };
+    std::map<key, std::list<stream_waiter>> connecting_;  // by host-side endpoint
+    std::map<std::uint32_t, std::list<stream_waiter>> accepting_;
     std::map<key, pending_io> io_;
     std::map<key, bool> attached_;  // endpoints that have a live vsock_stream
 };

@@ -34,18 +34,18 @@ std::vector<std::string> argv(const Args&... a) {
     return v;
 }
 
-asio::awaitable<microvm_sandbox> start_sandbox(asio::io_context& ctx, std::uint32_t memory_mib) {
+asio::awaitable<microvm_sandbox> start_sandbox(asio::io_context& ctx, unsigned vcpus, std::uint32_t memory_mib) {
     // A named config, not `{}`: GCC 12 miscompiles braced temporaries with string members in coroutines.
     vm::sandbox_config config;
     // Constructed, then started (not async_create): a failed start still has a console to show.
-    microvm_sandbox sb(ctx.get_executor(), guest_config("", 2, memory_mib), config);
+    microvm_sandbox sb(ctx.get_executor(), guest_config("", vcpus, memory_mib), config);
     auto [ec] = co_await sb.async_start(use_tuple);
     BOOST_REQUIRE_MESSAGE(!ec, "sandbox: " << ec.message() << "\nconsole:\n" << sb.backend().console_output());
     BOOST_REQUIRE((sb.state() == vm::microvm_state::ready));
     co_return std::move(sb);
 }
 
-asio::awaitable<microvm_sandbox> start_sandbox(asio::io_context& ctx) { return start_sandbox(ctx, 256); }
+asio::awaitable<microvm_sandbox> start_sandbox(asio::io_context& ctx) { return start_sandbox(ctx, 2, 256); }
 
 // Default options, made outside any coroutine (see start_sandbox on GCC 12).
 guest_exec_options defaults() { return {}; }
@@ -407,7 +407,9 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
 BOOST_AUTO_TEST_CASE(a_256_mib_file_round_trips) {
     run_coroutine(
         [](asio::io_context& ctx) -> asio::awaitable<void> {
-            auto sb = co_await start_sandbox(ctx, 768);  // /tmp (tmpfs) gets half of guest RAM
+            // /tmp (tmpfs) gets half of guest RAM. One vCPU: under the harness's nested emulation a
+            // second one only adds cross-CPU interrupts to a transfer that is bound by exits anyway.
+            auto sb = co_await start_sandbox(ctx, 1, 768);
             std::string data(std::size_t(256) << 20, '\0');
             std::uint64_t x = 0x9e3779b97f4a7c15ull;
             for (std::size_t i = 0; i < data.size(); i += 8) {

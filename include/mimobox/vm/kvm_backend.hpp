@@ -7,9 +7,10 @@
 // vCPU threads are kicked out of KVM_RUN and joined by the time the last in-flight operation
 // completes (or the executor's io_context is destroyed).
 //
-// Cancellation: async_wait_console and async_wait_stopped support terminal per-operation
-// cancellation (they complete with operation_aborted; the VM is unaffected), including a
-// cancellation emitted right after initiation. async_boot, async_pause, async_resume and
+// Cancellation: async_wait_console, async_wait_stopped, async_vsock_connect and
+// async_vsock_accept support terminal per-operation cancellation (they complete with
+// operation_aborted; the VM is unaffected; a cancelled connect's half-open connection is reset),
+// including a cancellation emitted right after initiation. async_boot, async_pause, async_resume and
 // async_stop are short and not cancellable. Pending waits complete when the backend is stopped
 // or destroyed, even if it never booted.
 #pragma once
@@ -104,7 +105,8 @@ public:
 
     /// Connects to a listener on `guest_port` inside the guest (host CID 2 -> guest CID).
     /// vsock_errc::connection_refused when nothing listens there; operation_aborted if the VM
-    /// stops first. Not cancellable.
+    /// stops first or on cancellation. A guest that never answers (its driver not up yet) leaves
+    /// it pending: bound it with a timer and cancellation.
     template <boost::asio::completion_token_for<void(error_code, vsock_stream)> Token>
     auto async_vsock_connect(std::uint32_t guest_port, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code, vsock_stream)>(
@@ -112,7 +114,7 @@ public:
     }
 
     /// Accepts the next connection the guest opens to host port `host_port` (the port listens
-    /// from the first call on). operation_aborted if the VM stops first. Not cancellable.
+    /// from the first call on). operation_aborted if the VM stops first or on cancellation.
     template <boost::asio::completion_token_for<void(error_code, vsock_stream)> Token>
     auto async_vsock_accept(std::uint32_t host_port, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code, vsock_stream)>(
