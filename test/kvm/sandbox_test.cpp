@@ -472,3 +472,18 @@ BOOST_AUTO_TEST_CASE(the_agent_killed_mid_exec_is_a_typed_error_and_the_sandbox_
         BOOST_TEST((mec == vm::lifecycle_errc::invalid_state));
     });
 }
+
+BOOST_AUTO_TEST_CASE(a_guest_whose_vsock_driver_never_comes_up_fails_start_with_ready_timeout_on_time) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        // The device is there but no driver binds it: our connect REQUEST is never even read.
+        vm::sandbox_config config;
+        config.ready_timeout = 15s;
+        microvm_sandbox sb(ctx.get_executor(), guest_config("initcall_blacklist=virtio_vsock_init", 1, 128), config);
+        const auto t0 = std::chrono::steady_clock::now();
+        auto [ec] = co_await sb.async_start(use_tuple);
+        const auto waited = std::chrono::steady_clock::now() - t0;
+        BOOST_TEST((ec == vm::sandbox_errc::ready_timeout), ec.message());
+        BOOST_TEST((sb.state() == vm::microvm_state::failed));
+        BOOST_TEST(std::chrono::duration<double>(waited).count() < 45.0);  // the timeout, not a hang
+    });
+}
