@@ -26,6 +26,7 @@ public:
         case microvm_errc::unsupported_elf: return "ELF kernel is not a loadable x86-64 image";
         case microvm_errc::kernel_does_not_fit: return "kernel does not fit in guest memory";
         case microvm_errc::initramfs_does_not_fit: return "initramfs does not fit below the kernel's initrd limit";
+        case microvm_errc::invalid_vsock_link: return "microvm_config::vsock names no known vsock link";
         }
         return "unknown mimobox.microvm error";
     }

@@ -11,6 +11,7 @@
 
 using mimobox::vm::microvm_config;
 using mimobox::vm::microvm_errc;
+using mimobox::vm::vsock_link;
 
 namespace {
 struct temp_files {
@@ -60,4 +61,10 @@ BOOST_AUTO_TEST_CASE(each_bad_field_gets_its_own_error) {
     c = t.valid();
     c.cmdline_extra = "a\tb";
     BOOST_TEST((c.validate() == microvm_errc::cmdline_invalid));
+    c = t.valid();
+    c.vsock = static_cast<vsock_link>(9);
+    BOOST_TEST((c.validate() == microvm_errc::invalid_vsock_link));
+    c = t.valid();
+    c.vsock = vsock_link::com2_uart;
+    BOOST_TEST(!c.validate());
 }

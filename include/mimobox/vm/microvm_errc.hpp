@@ -28,6 +28,7 @@ enum class microvm_errc {
     unsupported_elf,           ///< ELF that is not x86-64 executable, or without PVH note/loadable segments
     kernel_does_not_fit,       ///< a segment or the image lies outside guest RAM
     initramfs_does_not_fit,    ///< no room below initrd_addr_max
+    invalid_vsock_link,        ///< microvm_config::vsock is not a vsock_link value (configuration)
 };
 
 const boost::system::error_category& microvm_category() noexcept;
