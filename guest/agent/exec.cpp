@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,6 +52,8 @@ void write_text(int fd, const char* a, const char* b = "") {
 // Runs in the vfork child: system calls only.
 [[noreturn]] void exec_child(const child_plan& p, int in_fd, int out_fd, int err_fd) {
     ::setpgid(0, 0);
+    sched_param normal{};
+    ::sched_setscheduler(0, SCHED_OTHER, &normal);  // the worker runs SCHED_BATCH (main.cpp)
     ::dup2(in_fd, 0);
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <linux/random.h>
 #include <linux/vm_sockets.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -90,6 +91,11 @@ struct worker_pool {
 
 [[noreturn]] void run_worker(int listener, int accepted, worker_pool& pool) {
     ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own children
+    // SCHED_BATCH: a wakeup does not preempt the running task. A command that exits closes
+    // its pipes (waking us) before it becomes a zombie; preempting it there would cost a
+    // round trip through poll for nothing. Commands get SCHED_OTHER back (exec_child).
+    sched_param normal{};
+    ::sched_setscheduler(0, SCHED_BATCH, &normal);
     pool.idle.fetch_add(1);
     for (int served = 0;;) {
         const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
