@@ -38,16 +38,22 @@ std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
 }
 
 // Writes `data` and reads the same number of bytes back, concurrently (the echo is streamed).
-asio::awaitable<std::vector<std::uint8_t>> echo(vsock_stream& s, const std::vector<std::uint8_t>& data) {
+// A failed transfer says what became of the VM (a stop aborts every operation) and what the
+// guest printed.
+std::string vm_report(kvm_backend& vm) {
+    return "; VM " + std::string(to_string(vm.state())) + ", guest console:\n" + vm.console_output();
+}
+
+asio::awaitable<std::vector<std::uint8_t>> echo(kvm_backend& vm, vsock_stream& s, const std::vector<std::uint8_t>& data) {
     using namespace asio::experimental::awaitable_operators;
     std::vector<std::uint8_t> back(data.size());
     auto writer = [&]() -> asio::awaitable<void> {
         auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), asio::as_tuple(asio::use_awaitable));
-        BOOST_REQUIRE_MESSAGE(!ec, "write: " << ec.message());
+        BOOST_REQUIRE_MESSAGE(!ec, "write: " << ec.message() << vm_report(vm));
     };
     auto reader = [&]() -> asio::awaitable<void> {
         auto [ec, n] = co_await asio::async_read(s, asio::buffer(back), asio::as_tuple(asio::use_awaitable));
-        BOOST_REQUIRE_MESSAGE(!ec, "read: " << ec.message() << " after " << n);
+        BOOST_REQUIRE_MESSAGE(!ec, "read: " << ec.message() << " after " << n << vm_report(vm));
     };
     co_await (writer() && reader());
     co_return back;
@@ -62,7 +68,7 @@ BOOST_AUTO_TEST_CASE(sixty_four_mib_of_random_bytes_echoed_through_the_guest_arr
         auto [ec, s] = co_await vm.async_vsock_connect(echo_port, asio::as_tuple(asio::use_awaitable));
         BOOST_REQUIRE_MESSAGE(!ec, "connect: " << ec.message());
         auto data = random_bytes(std::size_t(64) << 20, 1);
-        auto back = co_await echo(s, data);
+        auto back = co_await echo(vm, s, data);
         BOOST_TEST((back == data));
         co_await vm.async_stop(asio::use_awaitable);
     });
@@ -77,7 +83,7 @@ BOOST_AUTO_TEST_CASE(thirty_two_concurrent_connections_each_echo_their_own_data)
             auto [ec, s] = co_await vm.async_vsock_connect(echo_port, asio::as_tuple(asio::use_awaitable));
             BOOST_REQUIRE_MESSAGE(!ec, "connect " << i << ": " << ec.message());
             auto data = random_bytes(64 * 1024, i + 100);
-            if (co_await echo(s, data) == data) ++ok;
+            if (co_await echo(vm, s, data) == data) ++ok;
         };
         std::vector<asio::awaitable<void>> all;
         for (unsigned i = 0; i < 32; ++i)
