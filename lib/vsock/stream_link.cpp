@@ -70,14 +70,13 @@ std::size_t stream_link::feed(std::span<const std::uint8_t> bytes) {
             continue;
         }
         if (in_.size() < frame_overhead) continue;
-        if (in_.size() == frame_overhead) {
-            const header h = decode(std::span<const std::uint8_t, header_size>(in_.data() + 4, header_size));
-            if (load_u32(in_.data()) != frame_magic || h.len > max_payload || (h.len != 0 && h.operation != op::rw)) {
-                fail();
-                break;
-            }
-        }
         const header h = decode(std::span<const std::uint8_t, header_size>(in_.data() + 4, header_size));
+        // Checked once, as soon as the header is complete and before any payload is taken.
+        if (in_.size() == frame_overhead &&
+            (load_u32(in_.data()) != frame_magic || h.len > max_payload || (h.len != 0 && h.operation != op::rw))) {
+            fail();
+            break;
+        }
         if (in_.size() < frame_overhead + h.len) continue;
         mux_.on_guest_packet(h, std::span(in_).subspan(frame_overhead));
         ++packets_in_;
