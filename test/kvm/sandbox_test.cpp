@@ -56,12 +56,6 @@ guest_exec_options defaults() { return {}; }
 
 // No default arguments on these coroutines: GCC 12 frees a defaulted coroutine argument from
 // the wrong address. Overloads instead.
-// When an operation fails because the VM went away, say why it stopped and what it printed.
-std::string vm_report(microvm_sandbox& sb) {
-    return "\nsandbox state " + std::string(to_string(sb.state())) + ", VM " +
-           std::string(to_string(sb.backend().state())) + "; guest console:\n" + sb.backend().console_output();
-}
-
 asio::awaitable<vm::guest_command_result> exec(microvm_sandbox& sb, std::vector<std::string> args,
                                               guest_exec_options options) {
     auto [ec, r] = co_await sb.async_exec(std::move(args), std::move(options), use_tuple);

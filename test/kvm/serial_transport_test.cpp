@@ -40,14 +40,10 @@ void step(const char* what) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), what);
 }
 
-std::string report(microvm_sandbox& sb) {
-    return "\nsandbox " + std::string(to_string(sb.state())) + ", VM " + std::string(to_string(sb.backend().state())) +
-           "; guest console:\n" + sb.backend().console_output();
-}
 
 asio::awaitable<vm::guest_command_result> exec(microvm_sandbox& sb, std::vector<std::string> args, guest_exec_options o) {
     auto [ec, r] = co_await sb.async_exec(std::move(args), std::move(o), use_tuple);
-    BOOST_REQUIRE_MESSAGE(!ec, "exec: " << ec.message() << report(sb));
+    BOOST_REQUIRE_MESSAGE(!ec, "exec: " << ec.message() << vm_report(sb));
     co_return r;
 }
 
@@ -59,7 +55,7 @@ BOOST_AUTO_TEST_CASE(the_serial_transport_runs_commands_takes_stdin_and_moves_fi
         // Constructed, then started: a failed start still has a VM whose console tells why.
         microvm_sandbox sb(ctx.get_executor(), guest_config("", 1, 256), config);
         auto [ec] = co_await sb.async_start(use_tuple);
-        BOOST_REQUIRE_MESSAGE(!ec, "sandbox: " << ec.message() << report(sb));
+        BOOST_REQUIRE_MESSAGE(!ec, "sandbox: " << ec.message() << vm_report(sb));
         BOOST_TEST(!sb.agent_version().empty());
         step("agent ready");
 
@@ -87,10 +83,10 @@ BOOST_AUTO_TEST_CASE(the_serial_transport_runs_commands_takes_stdin_and_moves_fi
 
         step("8 KiB through cat");
         auto [wec] = co_await sb.async_write_file("/tmp/blob", input, use_tuple);
-        BOOST_REQUIRE_MESSAGE(!wec, "write_file: " << wec.message() << report(sb));
+        BOOST_REQUIRE_MESSAGE(!wec, "write_file: " << wec.message() << vm_report(sb));
         step("8 KiB file written");
         auto [rec, back] = co_await sb.async_read_file("/tmp/blob", use_tuple);
-        BOOST_REQUIRE_MESSAGE(!rec, "read_file: " << rec.message() << report(sb));
+        BOOST_REQUIRE_MESSAGE(!rec, "read_file: " << rec.message() << vm_report(sb));
         step("8 KiB file read");
         BOOST_TEST((back == input));
         auto [mec, missing] = co_await sb.async_read_file("/tmp/no-such-file", use_tuple);

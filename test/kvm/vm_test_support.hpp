@@ -3,6 +3,7 @@
 #pragma once
 
 #include "mimobox/vm/kvm_backend.hpp"
+#include "mimobox/vm/microvm_sandbox.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -28,6 +29,15 @@ using namespace std::chrono_literals;
 
 /// Waits under the harness are long: nested KVM under TCG is 10-100x slower than hardware.
 inline constexpr auto guest_timeout = 120s;
+
+/// For failure messages: what became of the VM (a stop aborts every operation) and what the
+/// guest printed.
+inline std::string vm_report(const vm::kvm_backend& vm) {
+    return "; VM " + std::string(to_string(vm.state())) + ", guest console:\n" + vm.console_output();
+}
+inline std::string vm_report(vm::microvm_sandbox& sb) {
+    return "\nsandbox " + std::string(to_string(sb.state())) + vm_report(sb.backend());
+}
 
 inline std::filesystem::path assets_dir() {
     const char* dir = std::getenv("MIMOBOX_VM_ASSETS_DIR");

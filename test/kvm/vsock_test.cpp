@@ -38,11 +38,6 @@ std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
 }
 
 // Writes `data` and reads the same number of bytes back, concurrently (the echo is streamed).
-// A failed transfer says what became of the VM (a stop aborts every operation) and what the
-// guest printed.
-std::string vm_report(kvm_backend& vm) {
-    return "; VM " + std::string(to_string(vm.state())) + ", guest console:\n" + vm.console_output();
-}
 
 asio::awaitable<std::vector<std::uint8_t>> echo(kvm_backend& vm, vsock_stream& s, const std::vector<std::uint8_t>& data) {
     using namespace asio::experimental::awaitable_operators;
