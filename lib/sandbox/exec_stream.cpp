@@ -33,6 +33,13 @@ guest_command_result status_of(const agent::exit_response& x) {
 }
 }  // namespace
 
+void exec_stream_state::finish() {
+    if (finished) return;
+    finished = true;
+    // Hang up now, not when the last owner lets go: an exec_stream may be kept long after.
+    stream.close();
+}
+
 asio::awaitable<void> exec_stream_state::acquire_writer() {
     if (!writing_) {
         writing_ = true;
@@ -72,7 +79,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
     for (;;) {
         auto item = es->reader.next();
         if (!item) {
-            es->finished = true;
+            es->finish();
             co_return std::tuple{error_code(sandbox_errc::agent_protocol), stream_event()};
         }
         if (*item) {
@@ -85,7 +92,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
                 co_return std::tuple{error_code{}, std::move(ev)};
             }
             if (auto* r = std::get_if<agent::response>(&**item)) {
-                es->finished = true;
+                es->finish();
                 if (auto* x = std::get_if<agent::exit_response>(r)) {
                     stream_event ev;
                     ev.status = status_of(*x);
@@ -99,7 +106,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
         auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer), use_tuple);
         if (ec) {
             const auto why = es->sandbox->classify(ec);
-            if (why != asio::error::operation_aborted) es->finished = true;  // cancelled: still usable
+            if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
         es->reader.feed(std::span(es->read_buffer.data(), n));
@@ -107,7 +114,8 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
 }
 
 asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_state> es, std::string data, bool close) {
-    if (!es->stdin_open) co_return std::tuple{error_code(sandbox_errc::stdin_closed)};
+    // After the final event the command has exited, and its stdin with it.
+    if (!es->stdin_open || es->finished) co_return std::tuple{error_code(sandbox_errc::stdin_closed)};
     if (close) es->stdin_open = false;
     co_await es->acquire_writer();
     error_code result;
@@ -134,6 +142,7 @@ asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_
 }
 
 asio::awaitable<std::tuple<error_code>> send_kill(std::shared_ptr<exec_stream_state> es) {
+    if (es->finished) co_return std::tuple{error_code{}};  // it has exited: nothing left to kill
     if (es->writer_busy()) {
         es->stream.close();  // a blocked stdin write would hold the kill back: hang up instead
         co_return std::tuple{error_code{}};
@@ -182,7 +191,9 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
             }
         }
     };
-    co_await (feed(es, std::move(stdin_data)) && collect(es, result, failure));
+    // Without stdin there is nothing to run alongside collect: skip the parallel group.
+    if (stdin_data) co_await (feed(es, std::move(stdin_data)) && collect(es, result, failure));
+    else co_await collect(es, result, failure);
     // Dropping `es` hangs up: after a failure or cancellation that kills the command.
     if (failure) co_return std::tuple{failure, guest_command_result()};
     co_return std::tuple{error_code{}, std::move(result)};

@@ -20,7 +20,9 @@ public:
     vsock_stream stream;
     agent::response_reader reader;
     std::vector<std::uint8_t> read_buffer = std::vector<std::uint8_t>(64 * 1024);
-    bool finished = false;  // the final event was delivered
+    bool finished = false;  // the final event was delivered, or the connection failed
+    /// The final event is out (or the connection failed): ends the operation's connection.
+    void finish();
     bool stdin_open;
 
     /// Frames from concurrent writers must not interleave: one writer at a time, in order.

@@ -59,16 +59,28 @@ void sandbox_state::refill_spare() {
     backend.async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
         self->spare_pending_ = false;
         if (!ec && self->state.load() == microvm_state::ready) self->spare_.emplace(std::move(s));
+        if (self->spare_waiter_) self->spare_waiter_->cancel();  // wakes it: the spare (or its failure) is here
     }));
 }
 
 asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_agent(std::chrono::steady_clock::time_point deadline) {
+    if (!spare_ && spare_pending_ && !spare_waiter_) {
+        // The spare's handshake is under way: it arrives sooner than a connection started now.
+        asio::steady_timer wake(strand, asio::steady_timer::time_point::max());
+        spare_waiter_ = &wake;
+        co_await wake.async_wait(use_tuple);  // always "aborted": the wake-up is cancel()
+        spare_waiter_ = nullptr;
+        // Woken by refill_spare, or cancelled by our caller while the spare is still on its way.
+        if (!spare_ && spare_pending_) co_return std::tuple{error_code(asio::error::operation_aborted), vsock_stream{}};
+    }
     if (spare_) {
         vsock_stream s = std::move(*spare_);
         spare_.reset();
-        // Posted, so the caller's request goes out first: the guest starts the operation, and
-        // only then accepts the next spare connection.
-        asio::post(strand, [self = shared_from_this()] { self->refill_spare(); });
+        // Now, before the caller writes its request: the connect and the write then queue on
+        // the VM's strand back to back, are pumped together (vsock_host::schedule_pump), and
+        // the guest gets the request and the next spare's handshake in one interrupt. The
+        // handshake overlaps the operation.
+        refill_spare();
         co_return std::tuple{error_code{}, std::move(s)};
     }
     refill_spare();  // for the operation after this one

@@ -15,6 +15,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
@@ -47,9 +48,10 @@ public:
     /// operation stays operation_aborted.
     error_code classify(error_code io_error) const;
 
-    /// A connection to the agent: the spare one if there is one (see refill_spare), else a new
-    /// one, retrying while nothing listens yet (boot, or the agent's server restarting) until
-    /// `deadline`.
+    /// A connection to the agent: the spare one if there is one (see refill_spare), the one
+    /// being opened as the spare if its handshake is under way, else a new one, retrying while
+    /// nothing listens yet (boot, or the agent's server restarting) until `deadline`.
+    /// Cancellation: per operation; the connection being waited for stays the spare.
     asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
     /// Opens the next connection ahead of need, so an operation skips the vsock handshake
     /// (one guest round trip, milliseconds under nested virtualization). Strand only.
@@ -58,6 +60,7 @@ public:
 private:
     std::optional<vsock_stream> spare_;
     bool spare_pending_ = false;
+    asio::steady_timer* spare_waiter_ = nullptr;  // an operation waiting for the pending spare
 };
 
 /// Reads from `s` until the agent's response message arrives. Data frames before it go to

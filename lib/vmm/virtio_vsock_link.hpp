@@ -34,6 +34,8 @@ public:
         device_.renotify();
         return true;
     }
+    bool owes_interrupt() const override { return device_.interrupt_owed(); }
+    void flush_interrupt() override { device_.flush_owed_interrupt(); }
     std::string describe() const override;
 
 private:

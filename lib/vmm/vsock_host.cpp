@@ -37,9 +37,13 @@ void vsock_host::complete(Handler handler, Args... args) {
 }
 
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
+    owner_ = keep_alive;
+    started_ = true;
     link_->start([this] { on_link_activity(); }, keep_alive);
     starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, rx_starvation_watch(keep_alive), asio::detached);
+    owed_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
+    asio::co_spawn(strand_, owed_interrupt_watch(keep_alive), asio::detached);
     if (const auto interval = stall_log_interval(); interval.count() > 0) {
         stall_timer_.emplace(strand_);
         asio::co_spawn(strand_, stall_watch(interval, std::move(keep_alive)), asio::detached);
@@ -67,6 +71,21 @@ asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shar
                              static_cast<unsigned long long>(renotifications_));
         }
         starvation_timer_->expires_after(500ms);
+    }
+}
+
+// A held-back interrupt (TX completions: the guest's send buffers) normally rides on the next
+// receive interrupt. When no packet for the guest follows, it goes out after this delay: long
+// enough to span a typical exchange (an exec under emulation takes tens of milliseconds),
+// short enough that the guest never waits on its buffers; the device flushes early once a
+// batch of completions piles up, so a streaming guest never runs out of send descriptors.
+asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
+    while (!stopped_) {
+        auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
+        if (stopped_) break;
+        if (ec) continue;  // re-armed
+        owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        link_->flush_interrupt();
     }
 }
 
@@ -121,6 +140,7 @@ void vsock_host::stop() {
     stopped_ = true;
     if (stall_timer_) stall_timer_->cancel();
     if (starvation_timer_) starvation_timer_->cancel();
+    if (owed_interrupt_timer_) owed_interrupt_timer_->cancel();
     link_->stop();
     muxer_.fail_all(vsock::vsock_errc::connection_reset);
     const error_code aborted = asio::error::operation_aborted;
@@ -142,7 +162,7 @@ void vsock_host::connect(std::uint32_t guest_port, std::uint64_t id, stream_hand
     auto ep = muxer_.connect(guest_port);
     if (!ep) return complete(std::move(h), error_code(asio::error::no_buffer_space), vm::vsock_stream{});
     connecting_[key_of(*ep)].push_back({id, std::move(h)});
-    pump();
+    schedule_pump();
 }
 
 void vsock_host::accept(std::uint32_t host_port, std::uint64_t id, stream_handler h) {
@@ -150,7 +170,7 @@ void vsock_host::accept(std::uint32_t host_port, std::uint64_t id, stream_handle
     if (auto broken = link_->failure()) return complete(std::move(h), broken, vm::vsock_stream{});
     muxer_.listen(host_port);
     accepting_[host_port].push_back({id, std::move(h)});
-    pump();
+    schedule_pump();
 }
 
 void vsock_host::cancel_wait(std::uint64_t id) {
@@ -165,7 +185,7 @@ void vsock_host::cancel_wait(std::uint64_t id) {
                 if (auto* c = muxer_.find({muxer_.guest_cid(), it->first.first, it->first.second})) c->reset();
                 connecting_.erase(it);
             }
-            return pump();
+            return schedule_pump();
         }
     }
     for (auto& [port, waiters] : accepting_) {
@@ -184,7 +204,7 @@ void vsock_host::read(const vsock::endpoint& ep, std::vector<asio::mutable_buffe
     if (io.reader) return complete(std::move(h), error_code(asio::error::in_progress), std::size_t{0});
     io.read_buffers = std::move(b);
     io.reader.emplace(std::move(h));
-    pump();
+    schedule_pump();
 }
 
 void vsock_host::write(const vsock::endpoint& ep, std::vector<asio::const_buffer> b, io_handler h) {
@@ -193,7 +213,7 @@ void vsock_host::write(const vsock::endpoint& ep, std::vector<asio::const_buffer
     if (io.writer) return complete(std::move(h), error_code(asio::error::in_progress), std::size_t{0});
     io.write_buffers = std::move(b);
     io.writer.emplace(std::move(h));
-    pump();
+    schedule_pump();
 }
 
 void vsock_host::cancel(const vsock::endpoint& ep, bool read_side) {
@@ -208,7 +228,7 @@ void vsock_host::cancel(const vsock::endpoint& ep, bool read_side) {
 
 void vsock_host::shutdown_write(const vsock::endpoint& ep) {
     if (auto* c = muxer_.find(ep)) c->shutdown_write();
-    pump();
+    schedule_pump();
 }
 
 void vsock_host::release(const vsock::endpoint& ep) {
@@ -217,12 +237,26 @@ void vsock_host::release(const vsock::endpoint& ep) {
     io_.erase(key_of(ep));
     attached_.erase(key_of(ep));
     if (auto* c = muxer_.find(ep)) c->close();
-    pump();
+    schedule_pump();
+}
+
+void vsock_host::schedule_pump() {
+    if (pump_scheduled_ || stopped_) return;
+    if (!started_) return pump();  // nothing runs on the strand for us yet (tests drive us directly)
+    pump_scheduled_ = true;
+    asio::post(strand_, [this, owner = owner_] {
+        auto alive = owner.lock();  // the machine owns us: alive means we are too
+        if (!alive) return;
+        pump_scheduled_ = false;
+        pump();
+    });
 }
 
 void vsock_host::pump() {
     if (stopped_) return;
-    // Bounded: each round either moved packets or completed operations; a handful suffices.
+    // Pending writes first: their data then leaves with whatever else is queued, under one
+    // interrupt. Bounded: each round either moved packets or completed operations.
+    progress();
     for (int round = 0; round < 8; ++round) {
         link_->process();
         if (!progress()) break;
@@ -235,6 +269,11 @@ void vsock_host::pump() {
     if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
         link_->starved_for_rx_buffers())
         starvation_timer_->expires_after(std::chrono::milliseconds(500));
+    if (owed_interrupt_timer_) {
+        const bool armed = owed_interrupt_timer_->expiry() != asio::steady_timer::time_point::max();
+        if (link_->owes_interrupt() && !armed) owed_interrupt_timer_->expires_after(owed_interrupt_delay);
+        if (!link_->owes_interrupt() && armed) owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+    }
 }
 
 bool vsock_host::progress() {

@@ -61,6 +61,8 @@ public:
     /// With MIMOBOX_VSOCK_STALL_LOG_S=N in the environment, an operation pending N seconds
     /// with no queue activity writes describe() to stderr (once per stall).
     static std::chrono::seconds stall_log_interval();
+    /// How long an interrupt the link held back may wait for a later one to carry it.
+    static constexpr std::chrono::milliseconds owed_interrupt_delay{20};
 
 private:
     struct pending_io {
@@ -75,9 +77,14 @@ private:
     void on_link_activity();
     boost::asio::awaitable<void> stall_watch(std::chrono::seconds interval, std::shared_ptr<void> keep_alive);
     boost::asio::awaitable<void> rx_starvation_watch(std::shared_ptr<void> keep_alive);
+    boost::asio::awaitable<void> owed_interrupt_watch(std::shared_ptr<void> keep_alive);
     bool has_pending_operations() const;
     /// Moves packets both ways, then completes what can complete; repeats while that helps.
     void pump();
+    /// pump() once the operations already queued on the strand have run. Host-side requests
+    /// (a close, the next connect, a write) often come in a burst; pumped together, they reach
+    /// the guest in one interrupt instead of one each, and every guest interrupt is expensive.
+    void schedule_pump();
     bool progress();
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);
@@ -87,9 +94,14 @@ private:
     vsock::muxer muxer_;
     std::unique_ptr<vsock_link> link_;
     bool stopped_ = false;
+    bool pump_scheduled_ = false;
+    bool started_ = false;
+    std::weak_ptr<void> owner_;  // the machine, from start(): a scheduled pump must not outlive it
     std::optional<boost::asio::steady_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).
     std::optional<boost::asio::steady_timer> starvation_timer_;
+    // Armed while the link holds back an interrupt (see owed_interrupt_watch).
+    std::optional<boost::asio::steady_timer> owed_interrupt_timer_;
     std::uint64_t renotifications_ = 0;
     std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();

@@ -36,6 +36,10 @@ public:
     virtual bool starved_for_rx_buffers() const { return false; }
     /// Raises the guest's receive interrupt again if it looks lost; true if it did.
     virtual bool renotify() { return false; }
+    /// An interrupt was held back to be merged with a later one (virtio_vsock_link: TX
+    /// completions); the owner calls flush_interrupt() if nothing else raised it soon.
+    virtual bool owes_interrupt() const { return false; }
+    virtual void flush_interrupt() {}
     /// Grows while the guest moves bytes a link sees below the packet level (the serial line);
     /// the stall watch counts it as activity.
     virtual std::uint64_t bytes_moved() const { return 0; }

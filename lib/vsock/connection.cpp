@@ -130,6 +130,11 @@ void connection::shutdown_write() {
 void connection::close() {
     if (state_ == state::connecting) return fail(vsock_errc::connection_closed, true);
     if (state_ != state::established) return;
+    if ((peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send)) {
+        fail(vsock_errc::connection_closed, true);
+        error_ = {};
+        return;
+    }
     shutdown_write_ = true;
     shutdown_flags_ = shutdown_receive | shutdown_send;
     state_ = state::closing;
@@ -146,7 +151,11 @@ void connection::abort(vsock_errc why) {
 }
 
 bool connection::has_output() const noexcept {
-    if (send_rst_ || send_request_ || send_response_ || send_credit_update_) return true;
+    // Mirrors poll_output exactly: claiming output that poll_output then withholds would make
+    // the device spend a guest receive buffer on nothing, again and again.
+    if (send_rst_ || send_request_ || send_response_) return true;
+    if (state_ == state::closed || state_ == state::connecting) return false;
+    if (send_credit_update_) return true;
     if (!tx_.empty() && peer_credit() > 0) return true;
     if (!tx_.empty() && peer_credit() == 0 && !credit_requested_) return true;
     return shutdown_write_ && !shutdown_sent_ && tx_.empty();

@@ -56,7 +56,9 @@ public:
     std::size_t read(std::span<std::uint8_t> out);
     /// No more host data: SHUTDOWN(send) once the queued bytes are out.
     void shutdown_write();
-    /// Full close: SHUTDOWN(both), then the guest's RST (or the muxer's timeout) ends it.
+    /// Full close: SHUTDOWN(both), then the guest's RST (or the muxer's timeout) ends it. If the
+    /// guest has already shut down both directions, RST at once: nothing is left to say, and the
+    /// guest would only answer a SHUTDOWN with an RST of its own.
     void close();
     /// Immediate RST.
     void reset();

@@ -24,24 +24,37 @@ void vsock_device::notify(std::size_t) { process(); }
 
 void vsock_device::reset() {
     queues_.clear();
+    tx_completions_unsignalled_ = 0;
     mux_.fail_all(vsock_errc::connection_reset);  // the driver's reset ends every stream
 }
 
 void vsock_device::fail(const boost::system::error_code&) {
     queues_.clear();
+    tx_completions_unsignalled_ = 0;
     mux_.fail_all(vsock_errc::connection_reset);
     if (transport_) transport_->fail_device();
 }
 
 void vsock_device::process() {
     if (!active()) return;
-    bool used = process_tx();
+    const std::uint32_t tx_done = process_tx();
     if (!active()) return;
-    used |= process_rx();
+    const bool rx_used = process_rx();
     if (!active()) return;
-    if (used && transport_ &&
-        (queues_[rx_queue].should_notify() || queues_[tx_queue].should_notify()))
-        transport_->signal_used_buffers();
+    tx_completions_unsignalled_ += tx_done;
+    if (rx_used && queues_[rx_queue].should_notify()) return signal();
+    if (tx_completions_unsignalled_ >= tx_completion_batch) flush_owed_interrupt();
+}
+
+void vsock_device::signal() {
+    tx_completions_unsignalled_ = 0;  // the guest's handler reclaims TX buffers too
+    if (transport_) transport_->signal_used_buffers();
+}
+
+void vsock_device::flush_owed_interrupt() {
+    if (!active() || tx_completions_unsignalled_ == 0) return;
+    if (queues_[tx_queue].should_notify()) return signal();
+    tx_completions_unsignalled_ = 0;  // the driver polls for them itself
 }
 
 std::optional<std::vector<std::uint8_t>> vsock_device::gather(const virtio::descriptor_chain& chain, std::size_t limit) const {
@@ -59,8 +72,8 @@ std::optional<std::vector<std::uint8_t>> vsock_device::gather(const virtio::desc
     return out;
 }
 
-bool vsock_device::process_tx() {
-    bool used = false;
+std::uint32_t vsock_device::process_tx() {
+    std::uint32_t used = 0;
     auto& q = queues_[tx_queue];
     for (;;) {
         auto next = q.pop();
@@ -87,7 +100,7 @@ bool vsock_device::process_tx() {
             fail(ec);
             return used;
         }
-        used = true;
+        ++used;
     }
 }
 
@@ -103,6 +116,7 @@ bool vsock_device::process_rx() {
         if (!*next) break;  // no buffers: the muxer keeps its packets until the guest posts more
         const auto& chain = **next;
         std::uint32_t written = 0;
+        bool nothing_to_send = false;
         if (chain.writable_bytes() >= header_size) {
             const std::size_t room = std::min<std::uint64_t>(chain.writable_bytes() - header_size, max_payload);
             if (auto p = mux_.poll_output(room)) {
@@ -119,6 +133,8 @@ bool vsock_device::process_rx() {
                     off += n;
                 }
                 written = static_cast<std::uint32_t>(off);
+            } else {
+                nothing_to_send = true;  // has_output promised more than poll_output gave
             }
         }
         if (auto ec = q.push_used(chain.head, written)) {
@@ -126,6 +142,7 @@ bool vsock_device::process_rx() {
             return used;
         }
         used = true;
+        if (nothing_to_send) break;  // never spend the guest's buffers on nothing in a loop
     }
     return used;
 }

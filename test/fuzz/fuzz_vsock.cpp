@@ -32,12 +32,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             break;
         }
         case 2:
-            while (m.poll_output(action * 16u)) {
+            for (;;) {
+                // The device takes a guest buffer whenever has_output says so: it must not lie.
+                const bool promised = m.has_output();
+                const bool given = m.poll_output(action * 16u).has_value();
+                if (promised != given) __builtin_trap();
+                if (!given) break;
             }
             break;
         case 3:
             if (host_side)
-                if (auto* c = m.find(*host_side)) c->write(std::span(data + pos, std::min<std::size_t>(size - pos, 4096)));
+                if (auto* c = m.find(*host_side)) {
+                    if (action & 0x40) c->close();
+                    else c->write(std::span(data + pos, std::min<std::size_t>(size - pos, 4096)));
+                }
             break;
         case 4:
             if (host_side)

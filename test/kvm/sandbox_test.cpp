@@ -270,6 +270,19 @@ BOOST_AUTO_TEST_CASE(exec_stream_delivers_events_in_order_and_takes_stdin) {
         BOOST_TEST((eof == asio::error::eof));
         auto [sec] = co_await stream.async_write_stdin("late", use_tuple);
         BOOST_TEST((sec == vm::sandbox_errc::stdin_closed));
+
+        // A command that exits without reading its (still open) stdin: once its exit is out,
+        // stdin is closed with it and there is nothing left to kill.
+        auto [ec2, quick] = co_await sb.async_exec_stream(argv("sh", "-c", "exit 3"), o, use_tuple);
+        BOOST_REQUIRE_MESSAGE(!ec2, ec2.message());
+        auto [qec, qev] = co_await quick.async_next(use_tuple);
+        BOOST_REQUIRE_MESSAGE(!qec, qec.message());
+        BOOST_TEST((qev.kind == vm::stream_event_kind::exit));
+        BOOST_TEST(qev.status.exit_code == 3);
+        auto [late_ec] = co_await quick.async_write_stdin("late", use_tuple);
+        BOOST_TEST((late_ec == vm::sandbox_errc::stdin_closed));
+        auto [kill_ec] = co_await quick.async_kill(use_tuple);
+        BOOST_TEST(!kill_ec);
     });
 }
 

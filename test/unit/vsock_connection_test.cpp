@@ -206,6 +206,42 @@ BOOST_AUTO_TEST_CASE(host_close_sends_shutdown_both_and_guest_rst_ends_cleanly) 
     BOOST_TEST(!c.error());
 }
 
+BOOST_AUTO_TEST_CASE(host_close_after_guest_full_shutdown_sends_rst_at_once) {
+    // The agent's usual end: its answer and its SHUTDOWN arrive together, the host reads the
+    // answer, then closes. A SHUTDOWN from us would only draw the guest's RST.
+    auto c = established();
+    send_rw(c, bytes(3));
+    auto h = guest(op::shutdown);
+    h.flags = shutdown_send | shutdown_receive;
+    c.on_guest_packet(h, {});
+    BOOST_TEST((c.current_state() == connection::state::established));  // data still unread
+    std::uint8_t out[3];
+    BOOST_TEST(c.read(out) == 3u);
+    c.close();
+    BOOST_TEST((c.current_state() == connection::state::closed));
+    BOOST_TEST(!c.error());
+    auto p = c.poll_output(4096);
+    BOOST_REQUIRE(p.has_value());
+    BOOST_TEST((p->hdr.operation == op::rst));
+    BOOST_TEST(!c.poll_output(4096).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(guest_shutdown_racing_our_close_leaves_only_the_rst_to_send) {
+    // We closed, and the guest's own full SHUTDOWN arrived before ours went out: the RST is all
+    // that is left. has_output must then turn false, or the device keeps taking receive
+    // buffers for packets that never come.
+    auto c = established();
+    c.close();
+    auto h = guest(op::shutdown);
+    h.flags = shutdown_send | shutdown_receive;
+    c.on_guest_packet(h, {});
+    BOOST_TEST((c.current_state() == connection::state::closed));
+    BOOST_TEST(c.has_output());
+    BOOST_TEST((c.poll_output(4096)->hdr.operation == op::rst));
+    BOOST_TEST(!c.has_output());
+    BOOST_TEST(!c.poll_output(4096).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(guest_reset_of_open_connection_is_reported) {
     auto c = established();
     c.on_guest_packet(guest(op::rst), {});

@@ -85,6 +85,53 @@ BOOST_AUTO_TEST_CASE(output_waits_for_rx_buffers) {
     BOOST_TEST(received().size() == 1u);
 }
 
+// An established connection with the interrupt from its handshake acknowledged.
+endpoint connected(fixture& f) {
+    f.mux.listen(1234);
+    f.post_rx_buffers(8);
+    f.guest_send(f.guest_header(op::request, 5000, 1234));
+    BOOST_REQUIRE(f.received().size() == 1u);
+    f.wr(0x64, 1);  // the guest acknowledges the interrupt
+    f.irq.count = 0;
+    return f.mux.take_accepted(1234).value();
+}
+
+BOOST_AUTO_TEST_CASE(tx_completions_alone_wait_for_the_owed_interrupt_flush) {
+    auto ep = connected(*this);
+    guest_send(guest_header(op::rw, 5000, 1234, 10), pattern(10));
+    BOOST_TEST(mux.find(ep)->readable() == 10u);
+    BOOST_TEST(tx->take_used().has_value());  // completed in the ring...
+    BOOST_TEST(irq.count == 0);               // ...without an interrupt yet
+    BOOST_TEST(dev.interrupt_owed());
+    dev.flush_owed_interrupt();
+    BOOST_TEST(irq.count == 1);
+    BOOST_TEST(!dev.interrupt_owed());
+    dev.flush_owed_interrupt();  // nothing owed: nothing raised
+    BOOST_TEST(irq.count == 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_next_rx_interrupt_carries_owed_tx_completions) {
+    auto ep = connected(*this);
+    guest_send(guest_header(op::rw, 5000, 1234, 10), pattern(10));
+    BOOST_TEST(irq.count == 0);
+    BOOST_TEST(mux.find(ep)->write(pattern(20)) == 20u);  // the host answers
+    dev.process();
+    BOOST_TEST(irq.count == 1);
+    BOOST_TEST(!dev.interrupt_owed());
+    BOOST_TEST(received().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_of_tx_completions_interrupts_without_waiting) {
+    auto ep = connected(*this);
+    for (std::uint32_t i = 0; i < vsock_device::tx_completion_batch; ++i) {
+        BOOST_TEST(irq.count == 0);
+        guest_send(guest_header(op::rw, 5000, 1234, 10), pattern(10));
+    }
+    BOOST_TEST(irq.count == 1);
+    BOOST_TEST(!dev.interrupt_owed());
+    BOOST_TEST(mux.find(ep)->readable() == 10u * vsock_device::tx_completion_batch);
+}
+
 BOOST_AUTO_TEST_CASE(packet_whose_length_exceeds_its_payload_is_dropped) {
     mux.listen(1234);
     post_rx_buffers(4);

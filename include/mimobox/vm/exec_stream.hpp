@@ -58,6 +58,7 @@ public:
 
     /// Sends bytes to the command's stdin (needs guest_exec_options::open_stdin). Completes once
     /// the bytes are handed to the guest's connection, which may wait for the command to read.
+    /// sandbox_errc::stdin_closed once stdin was closed or the command's final event is out.
     template <boost::asio::completion_token_for<void(error_code)> Token>
     auto async_write_stdin(std::string data, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
@@ -74,7 +75,8 @@ public:
 
     /// Kills the command's process group; its exit event (signal 9) still arrives through
     /// async_next. If a stdin write is blocked, the stream hangs up instead: the command is
-    /// killed the same way but async_next then ends with agent_disconnected.
+    /// killed the same way but async_next then ends with agent_disconnected. After the final
+    /// event there is nothing to kill, and this succeeds at once.
     template <boost::asio::completion_token_for<void(error_code)> Token>
     auto async_kill(Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
