@@ -1,6 +1,7 @@
 // Exec round trip and file throughput through microvm_sandbox, each against a peer measured in
 // the same VM and run: the guest's own fork+exec+wait of the same program (timed inside the
-// guest by /sbin/mimobox-spawn-bench), and memcpy for file transfer.
+// guest by /sbin/mimobox-spawn-bench), and memcpy for file transfer. Also reported: the round
+// trip of an agent operation that runs no command (exists), the transport's share.
 //   sandbox_bench [EXEC_RUNS] [FILE_MIB]        (MIMOBOX_VM_ASSETS_DIR names the assets)
 #include <mimobox/vm/microvm_sandbox.hpp>
 #include <mimobox/vm/vm_assets.hpp>
@@ -60,15 +61,22 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
     }
     guest_exec_options exec_options;
     // Exec round trips of `true` and the guest's own spawns of `true`, interleaved in rounds so
-    // that both see the same (under emulation, drifting) machine speed. One warm-up exec.
-    constexpr int rounds = 5;
+    // that both see the same machine speed. Under emulation that speed drifts by 2x within a
+    // minute, so each round yields its own ratio (its median round trip over its guest spawn
+    // median) and the figure is the median of those paired ratios. One warm-up exec.
+    constexpr int rounds = 10;
     const int per_round = std::max(1, runs / rounds);
-    std::vector<double> rtt_us, spawn_us, agent_spawn_us, outside_us;
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    std::vector<double> rtt_us, spawn_us, agent_spawn_us, outside_us, round_ratios, op_us;
     {
         auto [xec, r] = co_await sb.async_exec(command("true"), exec_options, use_tuple);
         if (xec) co_return 1;
     }
     for (int round = 0; round < rounds; ++round) {
+        std::vector<double> round_rtt;
         for (int i = 0; i < per_round; ++i) {
             const auto t = clock_type::now();
             auto [xec, r] = co_await sb.async_exec(command("true"), exec_options, use_tuple);
@@ -76,30 +84,38 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
                 std::cerr << "exec: " << xec.message() << "\n";
                 co_return 1;
             }
-            rtt_us.push_back(seconds_since(t) * 1e6);
+            round_rtt.push_back(seconds_since(t) * 1e6);
             // Where the time goes: the agent's own spawn-to-exit, and everything else (host,
             // vsock both ways, the agent reading the request and writing the answer).
             const double in_agent = static_cast<double>(r.duration.count());
             agent_spawn_us.push_back(in_agent);
-            outside_us.push_back(rtt_us.back() - in_agent);
+            outside_us.push_back(round_rtt.back() - in_agent);
+        }
+        // The same trip without a command: an agent operation that only stats a path.
+        for (int i = 0; i < per_round; ++i) {
+            const auto t = clock_type::now();
+            auto [eec, there] = co_await sb.async_exists("/tmp", use_tuple);
+            if (eec || !there) co_return 1;
+            op_us.push_back(seconds_since(t) * 1e6);
         }
         auto [gec, guest] = co_await sb.async_exec(
-            command("/sbin/mimobox-spawn-bench", std::to_string(per_round).c_str(), "true"), exec_options, use_tuple);
+            command("/sbin/mimobox-spawn-bench", std::to_string(std::max(2 * per_round, 10)).c_str(), "true"), exec_options, use_tuple);
         if (gec || guest.exit_code != 0) {
             std::cerr << "spawn bench: " << gec.message() << guest.stderr_data << "\n";
             co_return 1;
         }
         spawn_us.push_back(boost::json::parse(guest.stdout_data).at("median_us").to_number<double>());
+        round_ratios.push_back(median(round_rtt) / spawn_us.back());
+        rtt_us.insert(rtt_us.end(), round_rtt.begin(), round_rtt.end());
     }
-    auto median = [](std::vector<double> v) {
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2];
-    };
     const double rtt = median(rtt_us);
     const double spawn = median(spawn_us);  // median of the rounds' medians
-    std::printf("{\"bench\":\"exec_rtt\",\"runs\":%zu,\"exec_rtt_median_us\":%.0f,\"guest_spawn_median_us\":%.0f,"
-                "\"exec_rtt_vs_guest_spawn\":%.2f,\"agent_spawn_median_us\":%.0f,\"outside_spawn_median_us\":%.0f}\n",
-                rtt_us.size(), rtt, spawn, rtt / spawn, median(agent_spawn_us), median(outside_us));
+    std::sort(round_ratios.begin(), round_ratios.end());
+    std::printf("{\"bench\":\"exec_rtt\",\"runs\":%zu,\"rounds\":%d,\"exec_rtt_median_us\":%.0f,\"guest_spawn_median_us\":%.0f,"
+                "\"exec_rtt_vs_guest_spawn\":%.2f,\"round_ratio_min\":%.2f,\"round_ratio_max\":%.2f,\"pooled_ratio\":%.2f,"
+                "\"agent_spawn_median_us\":%.0f,\"outside_spawn_median_us\":%.0f,\"stat_op_rtt_median_us\":%.0f}\n",
+                rtt_us.size(), rounds, rtt, spawn, median(round_ratios), round_ratios.front(), round_ratios.back(), rtt / spawn,
+                median(agent_spawn_us), median(outside_us), median(op_us));
 
     std::string data(mib << 20, '\0');
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));
