@@ -52,9 +52,7 @@ namespace {
 void no_device(kvm_backend::executor_type ex, boost::asio::any_completion_handler<void(boost::system::error_code, vsock_stream)> h) {
     boost::asio::post(ex, boost::asio::append(std::move(h), boost::system::error_code(lifecycle_errc::invalid_state), vsock_stream{}));
 }
-}  // namespace
 
-namespace {
 std::atomic<std::uint64_t> next_stream_wait_id{1};
 
 // Per-operation cancellation of a connect or accept: wired here, in the initiating thread, so a

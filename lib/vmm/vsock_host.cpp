@@ -38,7 +38,6 @@ void vsock_host::complete(Handler handler, Args... args) {
 
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
     owner_ = keep_alive;
-    started_ = true;
     link_->start([this] { on_link_activity(); }, keep_alive);
     starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, rx_starvation_watch(keep_alive), asio::detached);
@@ -242,7 +241,9 @@ void vsock_host::release(const vsock::endpoint& ep) {
 
 void vsock_host::schedule_pump() {
     if (pump_scheduled_ || stopped_) return;
-    if (!started_) return pump();  // nothing runs on the strand for us yet (tests drive us directly)
+    // Not started (start() emplaces the timers): nothing runs on the strand for us yet, and
+    // tests drive us directly.
+    if (!owed_interrupt_timer_) return pump();
     pump_scheduled_ = true;
     asio::post(strand_, [this, owner = owner_] {
         auto alive = owner.lock();  // the machine owns us: alive means we are too

@@ -95,7 +95,6 @@ private:
     std::unique_ptr<vsock_link> link_;
     bool stopped_ = false;
     bool pump_scheduled_ = false;
-    bool started_ = false;
     std::weak_ptr<void> owner_;  // the machine, from start(): a scheduled pump must not outlive it
     std::optional<boost::asio::steady_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).

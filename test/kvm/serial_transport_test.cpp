@@ -40,7 +40,6 @@ void step(const char* what) {
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), what);
 }
 
-
 asio::awaitable<vm::guest_command_result> exec(microvm_sandbox& sb, std::vector<std::string> args, guest_exec_options o) {
     auto [ec, r] = co_await sb.async_exec(std::move(args), std::move(o), use_tuple);
     BOOST_REQUIRE_MESSAGE(!ec, "exec: " << ec.message() << vm_report(sb));

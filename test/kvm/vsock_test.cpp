@@ -38,7 +38,6 @@ std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
 }
 
 // Writes `data` and reads the same number of bytes back, concurrently (the echo is streamed).
-
 asio::awaitable<std::vector<std::uint8_t>> echo(kvm_backend& vm, vsock_stream& s, const std::vector<std::uint8_t>& data) {
     using namespace asio::experimental::awaitable_operators;
     std::vector<std::uint8_t> back(data.size());
