@@ -74,10 +74,13 @@ asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shar
 }
 
 // A held-back interrupt (TX completions: the guest's send buffers) normally rides on the next
-// receive interrupt. When no packet for the guest follows, it goes out after this delay: long
-// enough to span a typical exchange (an exec under emulation takes tens of milliseconds),
-// short enough that the guest never waits on its buffers; the device flushes early once a
-// batch of completions piles up, so a streaming guest never runs out of send descriptors.
+// receive interrupt. When no packet for the guest follows, it goes out after this delay. It
+// must outlast a whole exchange: the guest's first packets of an exec (a RESPONSE, a credit
+// update) start it, and if it fires before the answer it interrupts the command while it runs.
+// At 20 ms it did, in nearly every exec under emulation (commands take 10-40 ms there), and
+// the agent's spawn took as long as a cold one. Nothing in the guest waits on these buffers:
+// only memory is held, and the device flushes early once a batch of completions piles up, so
+// a streaming guest never runs out of send descriptors.
 asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
     while (!stopped_) {
         auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));

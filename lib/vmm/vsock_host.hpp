@@ -62,7 +62,7 @@ public:
     /// with no queue activity writes describe() to stderr (once per stall).
     static std::chrono::seconds stall_log_interval();
     /// How long an interrupt the link held back may wait for a later one to carry it.
-    static constexpr std::chrono::milliseconds owed_interrupt_delay{20};
+    static constexpr std::chrono::milliseconds owed_interrupt_delay{200};
 
 private:
     struct pending_io {
