@@ -21,12 +21,14 @@ namespace asio = boost::asio;
 
 vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, const memory::guest_memory& memory,
                        std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream)
-    : strand_(std::move(strand)), make_stream_(std::move(make_stream)), muxer_(guest_cid) {
-    if (kind == vm::vsock_link::com2_uart)
-        link_ = std::make_unique<serial_vsock_link>(muxer_);
-    else
-        link_ = std::make_unique<virtio_vsock_link>(strand_, memory, muxer_);
-}
+    : vsock_host(strand, guest_cid, [&](vsock::muxer& mux) -> std::unique_ptr<vsock_link> {
+          if (kind == vm::vsock_link::com2_uart) return std::make_unique<serial_vsock_link>(mux);
+          return std::make_unique<virtio_vsock_link>(strand, memory, mux);
+      }, std::move(make_stream)) {}
+
+vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, std::uint64_t guest_cid, const link_factory& make_link,
+                       stream_factory make_stream)
+    : strand_(std::move(strand)), make_stream_(std::move(make_stream)), muxer_(guest_cid), link_(make_link(muxer_)) {}
 
 vsock_host::~vsock_host() = default;
 

@@ -32,8 +32,13 @@ public:
     using stream_handler = boost::asio::any_completion_handler<void(error_code, vm::vsock_stream)>;
     using stream_factory = std::function<vm::vsock_stream(const vsock::endpoint&)>;
 
+    using link_factory = std::function<std::unique_ptr<vsock_link>(vsock::muxer&)>;
+
     vsock_host(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
                std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream);
+    /// With a link of the caller's making (tests drive the host through a fake one).
+    vsock_host(boost::asio::strand<boost::asio::any_io_executor> strand, std::uint64_t guest_cid,
+               const link_factory& make_link, stream_factory make_stream);
     ~vsock_host();
 
     /// The link's device on its bus, its interrupt and doorbells with KVM.

@@ -6,6 +6,8 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
+#include <memory>
 #include <optional>
 
 namespace asio = boost::asio;
@@ -21,7 +23,91 @@ struct idle_guest {
     vmm::vsock_host host{asio::make_strand(ctx.get_executor()), memory, 3, vm::vsock_link::virtio_mmio,
                          [](const vsock::endpoint&) { return vm::vsock_stream{}; }};
 };
+
+// A link whose interrupt state the test sets: it owes an interrupt until flushed or told the
+// guest got one some other way (an RX interrupt carrying the TX completions).
+struct fake_link final : vmm::vsock_link {
+    bool owes = false;
+    int flushes = 0;
+    std::function<void()> on_activity;
+    error_code attach(kvm::vm&, devices::bus&, devices::bus&) override { return {}; }
+    void start(std::function<void()> activity, std::shared_ptr<void>) override { on_activity = std::move(activity); }
+    void stop() override {}
+    void process() override {}
+    bool owes_interrupt() const override { return owes; }
+    void flush_interrupt() override {
+        if (owes) ++flushes;
+        owes = false;
+    }
+    std::string describe() const override { return "fake link"; }
+};
+
+// A started vsock_host over a fake_link: the owed-interrupt timer runs for real.
+struct host_with_fake_link {
+    asio::io_context ctx;
+    fake_link* link = nullptr;
+    std::shared_ptr<int> keep_alive = std::make_shared<int>(0);
+    vmm::vsock_host host{asio::make_strand(ctx.get_executor()), 3,
+                         [this](vsock::muxer&) {
+                             auto l = std::make_unique<fake_link>();
+                             link = l.get();
+                             return l;
+                         },
+                         [](const vsock::endpoint&) { return vm::vsock_stream{}; }};
+    host_with_fake_link() { host.start(keep_alive); }
+    ~host_with_fake_link() {
+        host.stop();
+        ctx.restart();
+        ctx.poll();
+    }
+    // The guest moved packets: the link reports activity on the strand, as its workers do.
+    void guest_activity() {
+        asio::post(ctx, [this] { link->on_activity(); });
+    }
+    void run_for(std::chrono::milliseconds d) {
+        ctx.restart();
+        ctx.run_for(d);
+    }
+};
+using namespace std::chrono_literals;
+constexpr auto owed_delay = vmm::vsock_host::owed_interrupt_delay;
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(an_owed_interrupt_is_flushed_after_the_delay_and_not_before) {
+    host_with_fake_link h;
+    h.link->owes = true;
+    h.guest_activity();
+    h.run_for(owed_delay / 2);
+    BOOST_TEST(h.link->flushes == 0);
+    h.run_for(owed_delay);  // well past the delay, measured from the activity
+    BOOST_TEST(h.link->flushes == 1);
+    h.run_for(owed_delay * 2);  // nothing owed any more: no timer, nothing raised
+    BOOST_TEST(h.link->flushes == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupt_raised_by_other_traffic_disarms_the_owed_interrupt_timer) {
+    host_with_fake_link h;
+    h.link->owes = true;
+    h.guest_activity();
+    h.run_for(owed_delay / 4);
+    h.link->owes = false;  // an RX interrupt carried the completions
+    h.guest_activity();
+    h.run_for(owed_delay * 2);
+    BOOST_TEST(h.link->flushes == 0);
+}
+
+BOOST_AUTO_TEST_CASE(steady_guest_activity_does_not_postpone_an_owed_interrupt_forever) {
+    // The delay runs from when the interrupt became owed: activity that leaves it owed must not
+    // restart it, or a guest sending without ever receiving would never get its buffers back.
+    host_with_fake_link h;
+    h.link->owes = true;
+    for (int i = 0; i < 12 && h.link->flushes == 0; ++i) {
+        h.guest_activity();
+        h.link->owes = h.link->flushes == 0;
+        h.run_for(owed_delay / 4);
+    }
+    BOOST_TEST(h.link->flushes == 1);
+}
 
 BOOST_AUTO_TEST_CASE(a_connect_the_guest_never_answers_completes_with_operation_aborted_when_cancelled) {
     idle_guest g;
