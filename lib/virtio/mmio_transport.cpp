@@ -46,6 +46,22 @@ void mmio_transport::write(std::uint64_t offset, std::span<const std::uint8_t> d
     write_register(offset, v);
 }
 
+bool mmio_transport::access_interrupt_registers(std::uint64_t offset, bool is_write, std::span<std::uint8_t> data) noexcept {
+    if (data.size() != 4) return false;
+    std::uint32_t v;
+    if (!is_write && offset == reg_interrupt_status) {
+        v = interrupt_status_.load(std::memory_order_acquire);
+        std::memcpy(data.data(), &v, 4);
+        return true;
+    }
+    if (is_write && offset == reg_interrupt_ack) {
+        std::memcpy(&v, data.data(), 4);
+        interrupt_status_.fetch_and(~v, std::memory_order_acq_rel);
+        return true;
+    }
+    return false;
+}
+
 mmio_transport::queue_registers* mmio_transport::selected_queue() {
     return queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
 }

@@ -1,6 +1,7 @@
 // virtio-mmio version 2 (virtio 1.2 §4.2.2) in front of one virtio_device: the register file,
 // the status handshake, feature negotiation, queue setup rules, interrupt status and reset.
-// Runs on the VM's strand (register accesses arrive as MMIO exits).
+// Runs on the VM's strand (register accesses arrive as MMIO exits), except the interrupt
+// status and acknowledge registers, which vCPU threads serve themselves.
 #pragma once
 
 #include "devices/bus_device.hpp"
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace mimobox::virtio {
@@ -46,6 +48,13 @@ public:
     std::uint64_t driver_features() const noexcept { return driver_features_; }
     bool active() const noexcept { return active_; }
     std::uint32_t interrupt_status() const noexcept { return interrupt_status_.load(std::memory_order_acquire); }
+
+    /// The guest reads InterruptStatus and writes InterruptACK on every interrupt. Both are one
+    /// atomic, so any thread may serve them: a vCPU thread answers them itself instead of
+    /// handing the exit to the VM's strand and waiting for it. Handles a 4-byte read of
+    /// InterruptStatus or write of InterruptACK (as read() and write() would) and returns true;
+    /// anything else is left alone (false) for the strand.
+    bool access_interrupt_registers(std::uint64_t offset, bool is_write, std::span<std::uint8_t> data) noexcept;
 
 private:
     struct queue_registers {

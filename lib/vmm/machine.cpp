@@ -175,6 +175,14 @@ machine::error_code machine::build() {
             if (auto ec = boot::setup_long_mode(*cpu, boot_entry_)) return ec;
         auto slot_ptr = std::make_unique<vcpu_slot>(vcpu_slot{std::move(*cpu), nullptr});
         slot_ptr->thread = std::make_unique<vmm::vcpu_thread>(slot_ptr->cpu, slot_ptr->cpu.run_size());
+        // The guest's interrupt handler reads and acknowledges the virtio interrupt status on
+        // every interrupt: two exits that the link serves on this thread instead of parking it
+        // for a round trip through the strand. vsock_ outlives the thread: every path that
+        // ends a VM joins its vCPU threads first, and vsock_ is never replaced.
+        slot_ptr->thread->set_fast_path([host = vsock_.get()](vmm::vcpu_exit& exit) {
+            auto* mmio = std::get_if<vmm::mmio_exit>(&exit);
+            return mmio && host->serve_on_vcpu_thread(mmio->addr, mmio->write, mmio->data);
+        });
         vcpus_.push_back(std::move(slot_ptr));
     }
     return {};

@@ -72,8 +72,10 @@ void vcpu_thread::loop() {
             std::lock_guard lock(mutex_);
             if (quit_) return;
         }
-        auto ec = cpu_.run();
-        auto exit = decode_exit(ec, cpu_.run_state(), run_size_);
+        auto exit = decode_exit(cpu_.run(), cpu_.run_state(), run_size_);
+        // A kick is never served here (it is not an MMIO exit), so stopping and pausing still
+        // reach the strand: immediate_exit makes the next KVM_RUN return at once.
+        while (fast_path_ && fast_path_(exit)) exit = decode_exit(cpu_.run(), cpu_.run_state(), run_size_);
         std::lock_guard lock(mutex_);
         if (quit_) return;
         boost::asio::post(executor_, [h = std::move(*pending_), e = std::move(exit)]() mutable { std::move(h)(std::move(e)); });

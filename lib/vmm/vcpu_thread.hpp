@@ -1,6 +1,8 @@
 // The thread a running vCPU needs: it sits in KVM_RUN, decodes the exit and hands it to the
 // exit loop coroutine on the VM's strand, then waits to be told to run again. While the strand
 // handles an exit the thread is parked, so the strand may read and fill kvm_run's I/O data.
+// An optional fast path serves the few exits that need no strand (lock-free device registers)
+// on the thread itself and re-enters the guest at once.
 #pragma once
 
 #include "kvm/vcpu.hpp"
@@ -10,6 +12,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <semaphore>
@@ -23,6 +26,12 @@ public:
     vcpu_thread(const vcpu_thread&) = delete;
     vcpu_thread& operator=(const vcpu_thread&) = delete;
     ~vcpu_thread() { stop_and_join(); }
+
+    /// Exits `serve` returns true for are complete: the thread re-enters KVM_RUN without
+    /// the strand. It runs on this thread, concurrently with the strand, so it may only touch
+    /// what is safe there. Set before start().
+    using fast_path = std::function<bool(vcpu_exit&)>;
+    void set_fast_path(fast_path serve) { fast_path_ = std::move(serve); }
 
     void start();
     /// Ends the thread (kicking it out of KVM_RUN if needed) and joins it. A pending async_run
@@ -56,6 +65,7 @@ private:
     // until the stack overflows (it re-wraps the handler); construction and destruction are fine.
     std::optional<boost::asio::any_completion_handler<void(vcpu_exit)>> pending_;
     boost::asio::any_io_executor executor_;
+    fast_path fast_path_;  // written before start(), then only read by the thread
 };
 
 }  // namespace mimobox::vmm

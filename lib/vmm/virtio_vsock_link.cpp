@@ -21,7 +21,7 @@ virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bu
     constexpr std::uint64_t queue_notify = 0x50;
     if (irq_.fd() < 0) return error_code(errno, boost::system::system_category());
     if (auto ec = vm.assign_irqfd(irq_.fd(), gsi)) return ec;
-    if (!mmio.add(mmio_base, 0x1000, transport_)) return error_code(EEXIST, boost::system::system_category());
+    if (!mmio.add(mmio_base, mmio_size, transport_)) return error_code(EEXIST, boost::system::system_category());
     for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
         kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!fd) return error_code(errno, boost::system::system_category());

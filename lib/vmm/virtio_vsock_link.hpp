@@ -20,6 +20,7 @@ namespace mimobox::vmm {
 class virtio_vsock_link final : public vsock_link {
 public:
     static constexpr std::uint64_t mmio_base = 0xd0000000;
+    static constexpr std::uint64_t mmio_size = 0x1000;
     static constexpr std::uint32_t gsi = 5;
 
     virtio_vsock_link(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
@@ -36,6 +37,10 @@ public:
     }
     bool owes_interrupt() const override { return device_.interrupt_owed(); }
     void flush_interrupt() override { device_.flush_owed_interrupt(); }
+    bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept override {
+        return addr >= mmio_base && addr < mmio_base + mmio_size &&
+               transport_.access_interrupt_registers(addr - mmio_base, is_write, data);
+    }
     std::string describe() const override;
 
 private:

@@ -61,6 +61,11 @@ public:
     /// The stream is gone: close the connection and forget it once closed.
     void release(const vsock::endpoint& ep);
 
+    /// A guest MMIO access the link can serve on the vCPU thread that made it (see
+    /// vsock_link::serve_on_vcpu_thread). Safe from any thread: the link is fixed at construction.
+    bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept {
+        return link_->serve_on_vcpu_thread(addr, is_write, data);
+    }
     /// Queues, connections, interrupt state and pending operations, for stall diagnostics.
     std::string describe() const;
     /// With MIMOBOX_VSOCK_STALL_LOG_S=N in the environment, an operation pending N seconds

@@ -1,7 +1,7 @@
 // How packets move between a VM's vsock muxer and its guest: a virtio-vsock device
 // (virtio_vsock_link) or framed packets over a second UART (serial_vsock_link). vsock_host owns
 // the muxer and the pending stream operations and drives whichever link the config chose; all
-// of it runs on the VM's strand.
+// of it runs on the VM's strand, except serve_on_vcpu_thread.
 #pragma once
 
 #include "devices/bus.hpp"
@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace mimobox::vmm {
@@ -40,6 +41,10 @@ public:
     /// completions); the owner calls flush_interrupt() if nothing else raised it soon.
     virtual bool owes_interrupt() const { return false; }
     virtual void flush_interrupt() {}
+    /// Serves a guest MMIO access on the vCPU thread that made it, if the link can do so
+    /// without its strand (virtio_vsock_link: the interrupt status and acknowledge registers);
+    /// false leaves it to the strand. Called from vCPU threads, concurrently with the strand.
+    virtual bool serve_on_vcpu_thread(std::uint64_t, bool, std::span<std::uint8_t>) noexcept { return false; }
     /// Grows while the guest moves bytes a link sees below the packet level (the serial line);
     /// the stall watch counts it as activity.
     virtual std::uint64_t bytes_moved() const { return 0; }

@@ -161,6 +161,43 @@ BOOST_AUTO_TEST_CASE(interrupt_status_is_acknowledged_bit_by_bit) {
     BOOST_TEST(rd(0x60) == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(interrupt_registers_served_off_the_strand_behave_as_the_register_file) {
+    auto fast = [&](std::uint64_t off, bool is_write, std::uint32_t& v) {
+        return t->access_interrupt_registers(off, is_write, std::span(reinterpret_cast<std::uint8_t*>(&v), 4));
+    };
+    t->signal_used_buffers();
+    std::uint32_t v = 0;
+    BOOST_TEST(fast(0x60, false, v));
+    BOOST_TEST(v == virtio::interrupt_used_buffer);
+    t->signal_used_buffers();  // not acknowledged yet: no second edge
+    BOOST_TEST(irq.count == 1);
+    std::uint32_t ack = virtio::interrupt_used_buffer;
+    BOOST_TEST(fast(0x64, true, ack));
+    BOOST_TEST(rd(0x60) == 0u);
+    t->signal_used_buffers();  // acknowledged: the next one is a new edge
+    BOOST_TEST(irq.count == 2);
+    wr(0x64, virtio::interrupt_used_buffer);  // the strand's path clears it the same way
+    BOOST_TEST(fast(0x60, false, v));
+    BOOST_TEST(v == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(only_interrupt_status_reads_and_ack_writes_are_served_off_the_strand) {
+    negotiate();
+    t->signal_used_buffers();
+    std::uint32_t v = 1;
+    auto fast = [&](std::uint64_t off, bool is_write) {
+        return t->access_interrupt_registers(off, is_write, std::span(reinterpret_cast<std::uint8_t*>(&v), 4));
+    };
+    BOOST_TEST(!fast(0x60, true));   // InterruptStatus is read-only
+    BOOST_TEST(!fast(0x64, false));  // InterruptACK is write-only
+    BOOST_TEST(!fast(0x70, false));  // everything else needs the strand
+    BOOST_TEST(!fast(0x50, true));
+    BOOST_TEST(dev.notified.empty());
+    std::uint16_t narrow = 1;
+    BOOST_TEST(!t->access_interrupt_registers(0x64, true, std::span(reinterpret_cast<std::uint8_t*>(&narrow), 2)));
+    BOOST_TEST(rd(0x60) == virtio::interrupt_used_buffer);  // none of those touched it
+}
+
 BOOST_AUTO_TEST_CASE(status_zero_resets_everything_and_bumps_generation) {
     negotiate();
     setup_queue(0, 8, 0x1000);

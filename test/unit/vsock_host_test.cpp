@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE vsock_host
 #include <boost/test/unit_test.hpp>
 
+#include "vmm/virtio_vsock_link.hpp"
+
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -107,6 +109,19 @@ BOOST_AUTO_TEST_CASE(steady_guest_activity_does_not_postpone_an_owed_interrupt_f
         h.run_for(owed_delay / 4);
     }
     BOOST_TEST(h.link->flushes == 1);
+}
+
+BOOST_AUTO_TEST_CASE(the_virtio_link_serves_only_its_interrupt_registers_on_vcpu_threads) {
+    idle_guest g;
+    std::uint32_t v = 0xffffffff;
+    auto word = std::span(reinterpret_cast<std::uint8_t*>(&v), 4);
+    constexpr std::uint64_t base = vmm::virtio_vsock_link::mmio_base;
+    BOOST_TEST(g.host.serve_on_vcpu_thread(base + 0x60, false, word));
+    BOOST_TEST(v == 0u);  // nothing signalled
+    BOOST_TEST(g.host.serve_on_vcpu_thread(base + 0x64, true, word));
+    BOOST_TEST(!g.host.serve_on_vcpu_thread(base + 0x70, false, word));  // device status: strand only
+    BOOST_TEST(!g.host.serve_on_vcpu_thread(base + vmm::virtio_vsock_link::mmio_size + 0x60, false, word));
+    BOOST_TEST(!g.host.serve_on_vcpu_thread(base - 0x1000 + 0x60, false, word));
 }
 
 BOOST_AUTO_TEST_CASE(a_connect_the_guest_never_answers_completes_with_operation_aborted_when_cancelled) {
