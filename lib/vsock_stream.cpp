@@ -15,6 +15,7 @@ namespace asio = boost::asio;
 
 namespace detail {
 vsock_channel::~vsock_channel() {
+    if (closed) return;  // close() has released the connection already
     if (auto m = vm_.lock())
         m->with_vsock([ep = ep_](vmm::vsock_host* h) {
             if (h) h->release(ep);

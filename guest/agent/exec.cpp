@@ -109,25 +109,40 @@ struct output_pipe {
     }
 };
 
+// stdin for a command the host will not feed: the same EOF a closed pipe gives, without a pipe
+// per exec. Opened once per worker; -1 if it cannot be (a pipe is used then).
+int null_input() {
+    static const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd;
+}
+
 }  // namespace
 
 void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
-    int in_pipe[2], out_pipe[2], err_pipe[2];
-    if (::pipe2(in_pipe, O_CLOEXEC) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC)) {
-        send_message(conn, errno_response(errno));
+    int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    const int devnull = e.stdin_open ? -1 : null_input();
+    if ((devnull < 0 && ::pipe2(in_pipe, O_CLOEXEC)) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC)) {
+        const int error = errno;
+        for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]})
+            if (fd >= 0) ::close(fd);
+        send_message(conn, errno_response(error));
         return;
     }
+    const int child_stdin = devnull >= 0 ? devnull : in_pipe[0];
     const child_plan plan = plan_child(e);
     const std::uint64_t start = monotonic_us();
     // vfork: no copy of our page tables, the cheapest way to start a process (fork costs
     // tens of milliseconds under nested virtualization).
     pid_t pid = ::vfork();
-    if (pid == 0) exec_child(plan, in_pipe[0], out_pipe[1], err_pipe[1]);
-    ::close(in_pipe[0]);
+    if (pid == 0) exec_child(plan, child_stdin, out_pipe[1], err_pipe[1]);
+    const int vfork_error = errno;
+    if (in_pipe[0] >= 0) ::close(in_pipe[0]);
     ::close(out_pipe[1]);
     ::close(err_pipe[1]);
     if (pid < 0) {
-        send_message(conn, errno_response(errno));
+        for (int fd : {in_pipe[1], out_pipe[0], err_pipe[0]})
+            if (fd >= 0) ::close(fd);
+        send_message(conn, errno_response(vfork_error));
         return;
     }
     ::setpgid(pid, pid);  // both sides set it: no race with an early kill
@@ -135,7 +150,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     int stdin_fd = in_pipe[1];
     if (!e.stdin_open) {
-        ::close(stdin_fd);
+        if (stdin_fd >= 0) ::close(stdin_fd);
         stdin_fd = -1;
     } else {
         // Non-blocking, buffered: a child busy writing output must never wedge us in a write

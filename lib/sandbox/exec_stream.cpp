@@ -103,13 +103,13 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             }
             continue;  // end of an output stream: the exit message follows
         }
-        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer), use_tuple);
+        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), es->read_buffer_size), use_tuple);
         if (ec) {
             const auto why = es->sandbox->classify(ec);
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
-        es->reader.feed(std::span(es->read_buffer.data(), n));
+        es->reader.feed(std::span(es->read_buffer.get(), n));
     }
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <deque>
+#include <memory>
 
 namespace mimobox::vm::detail {
 
@@ -19,7 +20,9 @@ public:
     std::shared_ptr<sandbox_state> sandbox;
     vsock_stream stream;
     agent::response_reader reader;
-    std::vector<std::uint8_t> read_buffer = std::vector<std::uint8_t>(64 * 1024);
+    // Not zero-filled: every exec allocates one, and reads only ever expose what they wrote.
+    static constexpr std::size_t read_buffer_size = 64 * 1024;
+    std::unique_ptr<std::uint8_t[]> read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size);
     bool finished = false;  // the final event was delivered, or the connection failed
     /// The final event is out (or the connection failed): ends the operation's connection.
     void finish();

@@ -127,6 +127,11 @@ BOOST_AUTO_TEST_CASE(exec_reports_output_exit_codes_env_cwd_and_raw_arguments) {
         auto missing = co_await exec(sb, argv("/no/such/program"));
         BOOST_TEST(missing.exit_code == 127);
 
+        // No stdin from the host: a command reading it sees end of file at once.
+        auto no_input = co_await shell(sb, "cat; echo read-done");
+        BOOST_TEST(no_input.stdout_data == "read-done\n");
+        BOOST_TEST(no_input.exit_code == 0);
+
         auto signalled = co_await shell(sb, "kill -TERM $$");
         BOOST_TEST(signalled.signal == 15);
         BOOST_TEST(signalled.exit_code == -1);
