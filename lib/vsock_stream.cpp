@@ -14,8 +14,9 @@ namespace mimobox::vm {
 namespace asio = boost::asio;
 
 namespace detail {
-vsock_channel::~vsock_channel() {
-    if (closed) return;  // close() has released the connection already
+void vsock_channel::release() {
+    if (closed) return;
+    closed = true;
     if (auto m = vm_.lock())
         m->with_vsock([ep = ep_](vmm::vsock_host* h) {
             if (h) h->release(ep);
@@ -85,12 +86,7 @@ void vsock_stream::shutdown_write() {
 }
 
 void vsock_stream::close() {
-    if (!channel_ || channel_->closed) return;
-    channel_->closed = true;
-    if (auto vm = channel_->vm().lock())
-        vm->with_vsock([ep = channel_->ends()](vmm::vsock_host* h) {
-            if (h) h->release(ep);
-        });
+    if (channel_) channel_->release();
 }
 
 }  // namespace mimobox::vm

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <string>
 
@@ -116,6 +117,11 @@ int null_input() {
     return fd;
 }
 
+void close_open(std::initializer_list<int> fds) {
+    for (int fd : fds)
+        if (fd >= 0) ::close(fd);
+}
+
 }  // namespace
 
 void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
@@ -123,8 +129,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     const int devnull = e.stdin_open ? -1 : null_input();
     if ((devnull < 0 && ::pipe2(in_pipe, O_CLOEXEC)) || ::pipe2(out_pipe, O_CLOEXEC) || ::pipe2(err_pipe, O_CLOEXEC)) {
         const int error = errno;
-        for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]})
-            if (fd >= 0) ::close(fd);
+        close_open({in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]});
         send_message(conn, errno_response(error));
         return;
     }
@@ -136,12 +141,9 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     pid_t pid = ::vfork();
     if (pid == 0) exec_child(plan, child_stdin, out_pipe[1], err_pipe[1]);
     const int vfork_error = errno;
-    if (in_pipe[0] >= 0) ::close(in_pipe[0]);
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
+    close_open({in_pipe[0], out_pipe[1], err_pipe[1]});
     if (pid < 0) {
-        for (int fd : {in_pipe[1], out_pipe[0], err_pipe[0]})
-            if (fd >= 0) ::close(fd);
+        close_open({in_pipe[1], out_pipe[0], err_pipe[0]});
         send_message(conn, errno_response(vfork_error));
         return;
     }
@@ -150,7 +152,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     int stdin_fd = in_pipe[1];
     if (!e.stdin_open) {
-        if (stdin_fd >= 0) ::close(stdin_fd);
+        close_open({stdin_fd});
         stdin_fd = -1;
     } else {
         // Non-blocking, buffered: a child busy writing output must never wedge us in a write

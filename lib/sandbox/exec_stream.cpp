@@ -103,7 +103,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             }
             continue;  // end of an output stream: the exit message follows
         }
-        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), es->read_buffer_size), use_tuple);
+        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), agent_read_chunk), use_tuple);
         if (ec) {
             const auto why = es->sandbox->classify(ec);
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable

@@ -21,8 +21,7 @@ public:
     vsock_stream stream;
     agent::response_reader reader;
     // Not zero-filled: every exec allocates one, and reads only ever expose what they wrote.
-    static constexpr std::size_t read_buffer_size = 64 * 1024;
-    std::unique_ptr<std::uint8_t[]> read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size);
+    std::unique_ptr<std::uint8_t[]> read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);
     bool finished = false;  // the final event was delivered, or the connection failed
     /// The final event is out (or the connection failed): ends the operation's connection.
     void finish();

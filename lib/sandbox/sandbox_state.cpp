@@ -99,8 +99,7 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
 asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
     const std::function<error_code(agent::data_chunk&)>& on_data) {
-    constexpr std::size_t buffer_size = 64 * 1024;
-    auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(buffer_size);  // not zero-filled: one per operation
+    auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);  // not zero-filled: one per operation
     for (;;) {
         auto item = reader.next();
         if (!item) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
@@ -112,7 +111,7 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
             }
             continue;  // data_end: the response follows
         }
-        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), buffer_size), use_tuple);
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
         if (ec) co_return std::tuple{st.classify(ec), agent::response()};
         reader.feed(std::span(buf.get(), n));
     }

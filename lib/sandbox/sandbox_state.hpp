@@ -69,6 +69,9 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
     const std::function<error_code(agent::data_chunk&)>& on_data);
 
+/// How much one read from an agent connection takes at most (one agent data frame's worth).
+inline constexpr std::size_t agent_read_chunk = 64 * 1024;
+
 /// How long an operation on a ready sandbox retries a refused connection (the agent's server
 /// restarts within a second if it dies; under load a full accept queue refuses briefly too).
 inline constexpr std::chrono::seconds agent_connect_patience{30};

@@ -50,13 +50,13 @@ bool mmio_transport::access_interrupt_registers(std::uint64_t offset, bool is_wr
     if (data.size() != 4) return false;
     std::uint32_t v;
     if (!is_write && offset == reg_interrupt_status) {
-        v = interrupt_status_.load(std::memory_order_acquire);
+        v = interrupt_status();
         std::memcpy(data.data(), &v, 4);
         return true;
     }
     if (is_write && offset == reg_interrupt_ack) {
         std::memcpy(&v, data.data(), 4);
-        interrupt_status_.fetch_and(~v, std::memory_order_acq_rel);
+        acknowledge_interrupt(v);
         return true;
     }
     return false;
@@ -83,7 +83,7 @@ std::uint32_t mmio_transport::read_register(std::uint64_t offset) {
     }
     case reg_queue_num_max: return selected_queue() ? device_.queue_max_size(queue_sel_) : 0;
     case reg_queue_ready: return selected_queue() && selected_queue()->ready ? 1 : 0;
-    case reg_interrupt_status: return interrupt_status_.load(std::memory_order_acquire);
+    case reg_interrupt_status: return interrupt_status();
     case reg_status: return status_;
     case reg_config_generation: return config_generation_;
     default: return 0;
@@ -126,7 +126,7 @@ void mmio_transport::write_register(std::uint64_t offset, std::uint32_t v) {
     case reg_queue_notify:
         if (active_ && !(status_ & status::device_needs_reset) && v < queues_.size()) device_.notify(v);
         break;
-    case reg_interrupt_ack: interrupt_status_.fetch_and(~v, std::memory_order_acq_rel); break;
+    case reg_interrupt_ack: acknowledge_interrupt(v); break;
     case reg_status: write_status(v); break;
     default: break;
     }

@@ -48,6 +48,8 @@ public:
     std::uint64_t driver_features() const noexcept { return driver_features_; }
     bool active() const noexcept { return active_; }
     std::uint32_t interrupt_status() const noexcept { return interrupt_status_.load(std::memory_order_acquire); }
+    /// Clears the bits the driver acknowledges (InterruptACK). Safe from any thread.
+    void acknowledge_interrupt(std::uint32_t bits) noexcept { interrupt_status_.fetch_and(~bits, std::memory_order_acq_rel); }
 
     /// The guest reads InterruptStatus and writes InterruptACK on every interrupt. Both are one
     /// atomic, so any thread may serve them: a vCPU thread answers them itself instead of

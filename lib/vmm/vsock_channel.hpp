@@ -18,12 +18,15 @@ public:
         : vm_(std::move(vm)), strand_(std::move(strand)), ep_(ep) {}
     vsock_channel(const vsock_channel&) = delete;
     vsock_channel& operator=(const vsock_channel&) = delete;
-    ~vsock_channel();  // closes the connection
+    ~vsock_channel() { release(); }
+
+    /// Hands the connection back to the VM (vsock_host::release), once: later calls do nothing.
+    void release();
 
     const std::weak_ptr<machine>& vm() const noexcept { return vm_; }
     const boost::asio::any_io_executor& executor() const noexcept { return strand_; }
     const vsock::endpoint& ends() const noexcept { return ep_; }
-    bool closed = false;
+    bool closed = false;  // released
 
 private:
     std::weak_ptr<machine> vm_;

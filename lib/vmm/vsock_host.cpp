@@ -275,10 +275,13 @@ void vsock_host::pump() {
     if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
         link_->starved_for_rx_buffers())
         starvation_timer_->expires_after(std::chrono::milliseconds(500));
+    // Armed from the moment an interrupt becomes owed (activity does not push it back), disarmed
+    // once another interrupt carried it.
     if (owed_interrupt_timer_) {
+        const bool owed = link_->owes_interrupt();
         const bool armed = owed_interrupt_timer_->expiry() != asio::steady_timer::time_point::max();
-        if (link_->owes_interrupt() && !armed) owed_interrupt_timer_->expires_after(owed_interrupt_delay);
-        if (!link_->owes_interrupt() && armed) owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        if (owed && !armed) owed_interrupt_timer_->expires_after(owed_interrupt_delay);
+        if (!owed && armed) owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
     }
 }
 

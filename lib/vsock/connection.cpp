@@ -44,6 +44,10 @@ std::size_t connection::writable() const noexcept {
 
 void connection::fail(vsock_errc e, bool send_rst) {
     if (!error_) error_ = e;
+    end(send_rst);
+}
+
+void connection::end(bool send_rst) {
     state_ = state::closed;
     send_rst_ = send_rst;
     send_request_ = send_response_ = send_credit_update_ = send_credit_request_ = false;
@@ -130,11 +134,7 @@ void connection::shutdown_write() {
 void connection::close() {
     if (state_ == state::connecting) return fail(vsock_errc::connection_closed, true);
     if (state_ != state::established) return;
-    if ((peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send)) {
-        fail(vsock_errc::connection_closed, true);
-        error_ = {};
-        return;
-    }
+    if ((peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send)) return end(true);
     shutdown_write_ = true;
     shutdown_flags_ = shutdown_receive | shutdown_send;
     state_ = state::closing;

@@ -89,6 +89,7 @@ private:
     connection(endpoint ep, std::uint32_t buf_alloc, state s) : ep_(ep), buf_alloc_(buf_alloc), state_(s) {}
     header make_header(op o) const noexcept;
     void fail(vsock_errc e, bool send_rst);
+    void end(bool send_rst);  // closed, nothing more to send but (optionally) an RST; no error
     void maybe_queue_credit_update();
 
     endpoint ep_;

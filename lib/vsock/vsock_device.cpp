@@ -29,9 +29,7 @@ void vsock_device::reset() {
 }
 
 void vsock_device::fail(const boost::system::error_code&) {
-    queues_.clear();
-    tx_completions_unsignalled_ = 0;
-    mux_.fail_all(vsock_errc::connection_reset);
+    reset();
     if (transport_) transport_->fail_device();
 }
 

@@ -71,7 +71,6 @@ struct host_with_fake_link {
         ctx.run_for(d);
     }
 };
-using namespace std::chrono_literals;
 constexpr auto owed_delay = vmm::vsock_host::owed_interrupt_delay;
 }  // namespace
 
