@@ -71,10 +71,13 @@ heartbeat=$work/heartbeat.log
 boot_l1() {
   : > "$console"
   : > "$heartbeat"
-  # Own session, so a wedge can be killed with everything it started.
+  # Own session, so a wedge can be killed with everything it started. tsc=reliable: the L1
+  # kernel otherwise finds TCG's TSCs "unsynchronized" and falls back to the HPET, and every
+  # clock read on the host side (each timer, each timestamp) becomes an emulated MMIO access
+  # instead of a vDSO read. TCG derives every vCPU's TSC from one host clock, so it is sound.
   setsid timeout --signal=KILL "$timeout_s" "$qemu" -accel tcg -cpu max -smp 2 -m "$memory_mib" -M q35 \
     -kernel "$l1/vmlinuz" -initrd "$work/l1.cpio" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init mimobox.watchdog=$(( timeout_s - 60 ))" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable rdinit=/init mimobox.watchdog=$(( timeout_s - 60 ))" \
     -display none -monitor none -serial "file:$console" -serial "file:$heartbeat" -no-reboot -nodefaults </dev/null &
   local pid=$! last_beat_size=0 last_beat_time
   last_beat_time=$(date +%s)
