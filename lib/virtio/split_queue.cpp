@@ -8,6 +8,7 @@ namespace mimobox::virtio {
 namespace {
 constexpr std::uint16_t desc_f_next = 1, desc_f_write = 2, desc_f_indirect = 4;
 constexpr std::uint16_t avail_f_no_interrupt = 1;
+constexpr std::uint16_t used_f_no_notify = 1;
 
 struct raw_descriptor {
     std::uint64_t addr;
@@ -115,6 +116,22 @@ boost::system::error_code split_queue::push_used(std::uint16_t head, std::uint32
 bool split_queue::should_notify() const {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // used idx store before reading the flag
     return !(load_u16(layout_.driver) & avail_f_no_interrupt);
+}
+
+void split_queue::set_driver_notifications(bool wanted) {
+    if (wanted == notifications_wanted_) return;
+    notifications_wanted_ = wanted;
+    // Safe: create() checked the used ring (flags are its first two bytes) lies in guest RAM.
+    auto flags = mem_->host_span(memory::guest_addr(layout_.device), 2).value();
+    std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(flags.data()))
+        .store(wanted ? 0 : used_f_no_notify, std::memory_order_relaxed);
+}
+
+bool split_queue::driver_added_buffers() const {
+    // The flag store above before the index load: the driver orders its index store before
+    // its flag load the same way, so at least one of us sees the other's write.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return load_u16(layout_.driver + 2) != next_avail_;
 }
 
 }  // namespace mimobox::virtio

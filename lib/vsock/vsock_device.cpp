@@ -37,8 +37,18 @@ void vsock_device::process() {
     if (!active()) return;
     const std::uint32_t tx_done = process_tx();
     if (!active()) return;
-    const bool rx_used = process_rx();
+    bool rx_used = process_rx();
     if (!active()) return;
+    // Kicks for new RX buffers matter only while packets wait for them: otherwise the next
+    // process() finds the buffers anyway. The guest refills after every RX interrupt, and each
+    // of those kicks would cost it a VM exit and us a wake-up for nothing.
+    auto& rx = queues_[rx_queue];
+    const bool starved = mux_.has_output() && !rx.driver_added_buffers();
+    rx.set_driver_notifications(starved);
+    if (starved && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
+        rx_used = process_rx() || rx_used;
+        if (!active()) return;
+    }
     tx_completions_unsignalled_ += tx_done;
     if (rx_used && queues_[rx_queue].should_notify()) return signal();
     if (tx_completions_unsignalled_ >= tx_completion_batch) flush_owed_interrupt();

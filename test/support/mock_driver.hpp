@@ -81,6 +81,12 @@ public:
         (void)mem_.write_obj(memory::guest_addr(layout_.driver + 2), idx);
     }
     void set_avail_flags(std::uint16_t flags) { (void)mem_.write_obj(memory::guest_addr(layout_.driver), flags); }
+    /// What a driver checks before kicking: VIRTQ_USED_F_NO_NOTIFY clear in the used ring.
+    bool device_wants_kicks() const {
+        return (mem_.read_obj<std::uint16_t>(memory::guest_addr(layout_.device)).value() & 1) == 0;
+    }
+    /// Makes a chain available without kicking (a driver that saw NO_NOTIFY).
+    std::uint16_t offer_quietly(std::uint32_t writable_len) { return offer({}, {writable_len}); }
 
     /// The next used element (head, written), recycling the chain's descriptors.
     std::optional<std::pair<std::uint16_t, std::uint32_t>> take_used() {

@@ -188,3 +188,21 @@ BOOST_AUTO_TEST_CASE(driver_can_suppress_interrupts) {
     f.driver->set_avail_flags(1);
     BOOST_TEST(!f.queue->should_notify());
 }
+
+BOOST_AUTO_TEST_CASE(device_can_ask_the_driver_not_to_kick) {
+    fixture f;
+    BOOST_TEST(f.driver->device_wants_kicks());  // a fresh used ring is zeroed
+    f.queue->set_driver_notifications(false);
+    BOOST_TEST(!f.driver->device_wants_kicks());
+    f.queue->set_driver_notifications(true);
+    BOOST_TEST(f.driver->device_wants_kicks());
+}
+
+BOOST_AUTO_TEST_CASE(buffers_added_without_a_kick_are_seen_until_popped) {
+    fixture f;
+    BOOST_TEST(!f.queue->driver_added_buffers());
+    f.driver->offer_quietly(64);
+    BOOST_TEST(f.queue->driver_added_buffers());
+    BOOST_REQUIRE(f.queue->pop().value().has_value());
+    BOOST_TEST(!f.queue->driver_added_buffers());
+}

@@ -85,6 +85,31 @@ BOOST_AUTO_TEST_CASE(output_waits_for_rx_buffers) {
     BOOST_TEST(received().size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(rx_refills_are_not_kicked_unless_packets_wait_for_them) {
+    mux.listen(1234);
+    post_rx_buffers(1);
+    BOOST_TEST(!rx->device_wants_kicks());  // buffers and nothing to send: a refill needs no kick
+    guest_send(guest_header(op::request, 5000, 1234));
+    guest_send(guest_header(op::request, 5001, 1234));  // its RESPONSE finds no buffer
+    BOOST_TEST(received().size() == 1u);
+    BOOST_TEST(mux.has_output());
+    BOOST_TEST(rx->device_wants_kicks());  // starved: the refill's kick is what we wait for
+    post_rx_buffers(2);
+    BOOST_TEST(received().size() == 1u);
+    BOOST_TEST(!rx->device_wants_kicks());
+}
+
+BOOST_AUTO_TEST_CASE(rx_buffers_posted_without_a_kick_still_carry_later_packets) {
+    mux.listen(1234);
+    post_rx_buffers(1);
+    BOOST_REQUIRE(!rx->device_wants_kicks());
+    rx->offer_quietly(4096);  // the driver saw NO_NOTIFY and did not kick
+    guest_send(guest_header(op::request, 5000, 1234));
+    guest_send(guest_header(op::request, 5001, 1234));
+    BOOST_TEST(received().size() == 2u);
+    BOOST_TEST(!mux.has_output());
+}
+
 // An established connection with the interrupt from its handshake acknowledged.
 endpoint connected(fixture& f) {
     f.mux.listen(1234);
