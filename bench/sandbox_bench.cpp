@@ -1,7 +1,11 @@
 // Exec round trip and file throughput through microvm_sandbox, each against a peer measured in
 // the same VM and run: the guest's own fork+exec+wait of the same program (timed inside the
 // guest by /sbin/mimobox-spawn-bench), and memcpy for file transfer. Also reported: the round
-// trip of an agent operation that runs no command (exists), the transport's share.
+// trip of an agent operation that runs no command (exists), the transport's share; and two
+// costs per operation: the calling thread's CPU time (all host-side work but the vCPU threads:
+// the io_context runs here), and the guest's VM exits, a count that does not depend on how
+// fast the machine happens to run, read from KVM's debugfs counters where they are readable
+// (root, debugfs mounted; the harness mounts it).
 //   sandbox_bench [EXEC_RUNS] [FILE_MIB]        (MIMOBOX_VM_ASSETS_DIR names the assets)
 #include <mimobox/vm/microvm_sandbox.hpp>
 #include <mimobox/vm/vm_assets.hpp>
@@ -16,7 +20,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <optional>
+
+#include <time.h>
 
 namespace asio = boost::asio;
 using namespace mimobox::vm;
@@ -35,6 +43,47 @@ double memcpy_mib_s(std::size_t mib) {
     (void)sink;
     return static_cast<double>(mib) / s;
 }
+
+double thread_cpu_us() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+// KVM's count of VM exits over every VM on the host; this benchmark runs the only one.
+std::optional<double> kvm_exits() {
+    std::ifstream f("/sys/kernel/debug/kvm/exits");
+    double n = 0;
+    if (f >> n) return n;
+    return std::nullopt;
+}
+
+// Host CPU time and guest exits spent in one kind of operation, over all its samples.
+struct cost_meter {
+    double cpu_us = 0, exits = 0, operations = 0;
+    bool exits_known = true;
+    double cpu_at = 0;
+    std::optional<double> exits_at;
+    void start() {
+        exits_at = kvm_exits();
+        cpu_at = thread_cpu_us();
+    }
+    void stop(double ops) {
+        cpu_us += thread_cpu_us() - cpu_at;
+        const auto now = kvm_exits();
+        if (now && exits_at) exits += *now - *exits_at;
+        else exits_known = false;
+        operations += ops;
+    }
+    double cpu_per_op() const { return operations > 0 ? cpu_us / operations : 0; }
+    // JSON: a number, or null where the counters cannot be read.
+    std::string exits_per_op(double subtract = 0) const {
+        if (!exits_known || operations <= 0) return "null";
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.1f", (exits - subtract) / operations);
+        return buf;
+    }
+};
 
 // Built outside the coroutine: GCC 12 miscompiles braced string lists inside coroutines.
 std::vector<std::string> command(const char* a, const char* b = nullptr, const char* c = nullptr) {
@@ -72,12 +121,15 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
         return v[v.size() / 2];
     };
     std::vector<double> rtt_us, spawn_us, first_spawn_us, agent_spawn_us, outside_us, round_ratios, op_us;
+    cost_meter exec_cost, stat_cost, spawn_cost;
+    double spawns = 0;
     {
         auto [xec, r] = co_await sb.async_exec(command("true"), exec_options, use_tuple);
         if (xec) co_return 1;
     }
     for (int round = 0; round < rounds; ++round) {
         std::vector<double> round_rtt;
+        exec_cost.start();
         for (int i = 0; i < per_round; ++i) {
             const auto t = clock_type::now();
             auto [xec, r] = co_await sb.async_exec(command("true"), exec_options, use_tuple);
@@ -92,15 +144,22 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
             agent_spawn_us.push_back(in_agent);
             outside_us.push_back(round_rtt.back() - in_agent);
         }
+        exec_cost.stop(per_round);
         // The same trip without a command: an agent operation that only stats a path.
+        stat_cost.start();
         for (int i = 0; i < per_round; ++i) {
             const auto t = clock_type::now();
             auto [eec, there] = co_await sb.async_exists("/tmp", use_tuple);
             if (eec || !there) co_return 1;
             op_us.push_back(seconds_since(t) * 1e6);
         }
+        stat_cost.stop(per_round);
+        const int round_spawns = std::max(2 * per_round, 10);
+        spawn_cost.start();
         auto [gec, guest] = co_await sb.async_exec(
-            command("/sbin/mimobox-spawn-bench", std::to_string(std::max(2 * per_round, 10)).c_str(), "true"), exec_options, use_tuple);
+            command("/sbin/mimobox-spawn-bench", std::to_string(round_spawns).c_str(), "true"), exec_options, use_tuple);
+        spawn_cost.stop(1);  // one exec; its spawns are counted below
+        spawns += round_spawns;
         if (gec || guest.exit_code != 0) {
             std::cerr << "spawn bench: " << gec.message() << guest.stderr_data << "\n";
             co_return 1;
@@ -111,15 +170,27 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
         round_ratios.push_back(median(round_rtt) / spawn_us.back());
         rtt_us.insert(rtt_us.end(), round_rtt.begin(), round_rtt.end());
     }
+    // The spawn bench's exits, less those of the exec that ran it (an exec of `true` costs
+    // about the same), spread over its spawns.
+    std::string spawn_exits_per_spawn = "null";
+    if (spawn_cost.exits_known && exec_cost.exits_known && spawns > 0) {
+        char buf[32];
+        const double per_exec = exec_cost.exits / exec_cost.operations;
+        std::snprintf(buf, sizeof buf, "%.1f", (spawn_cost.exits - per_exec * spawn_cost.operations) / spawns);
+        spawn_exits_per_spawn = buf;
+    }
     const double rtt = median(rtt_us);
     const double spawn = median(spawn_us);  // median of the rounds' medians
     std::sort(round_ratios.begin(), round_ratios.end());
     std::printf("{\"bench\":\"exec_rtt\",\"runs\":%zu,\"rounds\":%d,\"exec_rtt_median_us\":%.0f,\"guest_spawn_median_us\":%.0f,"
                 "\"exec_rtt_vs_guest_spawn\":%.2f,\"round_ratio_median\":%.2f,\"round_ratio_min\":%.2f,\"round_ratio_max\":%.2f,"
                 "\"guest_first_spawn_median_us\":%.0f,\"agent_spawn_median_us\":%.0f,\"outside_spawn_median_us\":%.0f,"
-                "\"stat_op_rtt_median_us\":%.0f}\n",
+                "\"stat_op_rtt_median_us\":%.0f,\"host_cpu_us_per_exec\":%.0f,\"host_cpu_us_per_stat_op\":%.0f,"
+                "\"guest_exits_per_exec\":%s,\"guest_exits_per_stat_op\":%s,\"guest_exits_per_spawn\":%s}\n",
                 rtt_us.size(), rounds, rtt, spawn, rtt / spawn, median(round_ratios), round_ratios.front(), round_ratios.back(),
-                median(first_spawn_us), median(agent_spawn_us), median(outside_us), median(op_us));
+                median(first_spawn_us), median(agent_spawn_us), median(outside_us), median(op_us), exec_cost.cpu_per_op(),
+                stat_cost.cpu_per_op(), exec_cost.exits_per_op().c_str(), stat_cost.exits_per_op().c_str(),
+                spawn_exits_per_spawn.c_str());
 
     std::string data(mib << 20, '\0');
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));

@@ -8,6 +8,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+# KVM's per-VM counters (exits and their kinds), which sandbox_bench reports per operation.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 fail() { printf '\nMIMOBOX_HARNESS_FAIL=%s\n' "$*"; poweroff -f; sleep 5; }
 for m in irqbypass kvm kvm-amd; do
   insmod /harness/modules/$m.ko || fail "insmod $m.ko"
