@@ -119,8 +119,6 @@ bool split_queue::should_notify() const {
 }
 
 void split_queue::set_driver_notifications(bool wanted) {
-    if (wanted == notifications_wanted_) return;
-    notifications_wanted_ = wanted;
     // Safe: create() checked the used ring (flags are its first two bytes) lies in guest RAM.
     auto flags = mem_->host_span(memory::guest_addr(layout_.device), 2).value();
     std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(flags.data()))

@@ -53,7 +53,8 @@ public:
     /// Tells the driver whether we want its notifications (kicks) for new available buffers,
     /// through VIRTQ_USED_F_NO_NOTIFY. Only a hint: the driver may kick anyway, and one that
     /// read the old flag just before we changed it may not kick, so a device that turns them
-    /// on must look at the ring once more afterwards (see driver_added_buffers).
+    /// on must look at the ring once more afterwards (see driver_added_buffers). Written every
+    /// time, not cached: the driver owns that memory and may have left anything there.
     void set_driver_notifications(bool wanted);
     /// Whether the driver has made buffers available that pop() has not taken yet. Ordered
     /// after a preceding set_driver_notifications(true) by a full fence.
@@ -76,7 +77,6 @@ private:
     std::uint16_t next_avail_ = 0;
     std::uint16_t next_used_ = 0;
     std::size_t in_flight_ = 0;
-    bool notifications_wanted_ = true;  // the used ring's flags start zeroed: kicks on
     std::vector<bool> outstanding_;  // heads popped and not yet returned
 };
 

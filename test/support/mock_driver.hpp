@@ -85,6 +85,8 @@ public:
     bool device_wants_kicks() const {
         return (mem_.read_obj<std::uint16_t>(memory::guest_addr(layout_.device)).value() & 1) == 0;
     }
+    /// Scribbles on the used ring's flags, which belong to the device (a stale or hostile driver).
+    void set_used_flags(std::uint16_t flags) { (void)mem_.write_obj(memory::guest_addr(layout_.device), flags); }
     /// Makes a chain available without kicking (a driver that saw NO_NOTIFY).
     std::uint16_t offer_quietly(std::uint32_t writable_len) { return offer({}, {writable_len}); }
 

@@ -198,6 +198,13 @@ BOOST_AUTO_TEST_CASE(device_can_ask_the_driver_not_to_kick) {
     BOOST_TEST(f.driver->device_wants_kicks());
 }
 
+BOOST_AUTO_TEST_CASE(asking_for_kicks_overwrites_whatever_the_driver_left_in_the_flags) {
+    fixture f;
+    f.driver->set_used_flags(0xffff);
+    f.queue->set_driver_notifications(true);
+    BOOST_TEST(f.driver->device_wants_kicks());
+}
+
 BOOST_AUTO_TEST_CASE(buffers_added_without_a_kick_are_seen_until_popped) {
     fixture f;
     BOOST_TEST(!f.queue->driver_added_buffers());
