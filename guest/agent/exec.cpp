@@ -59,14 +59,14 @@ void write_text(int fd, const char* a, const char* b = "") {
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
     ::syscall(SYS_close_range, 3, ~0U, 0);  // ours are close-on-exec anyway; this covers the rest
+    // An ignored signal stays ignored across exec. SIGCHLD is already at its default and the
+    // signal mask already empty in a worker (run_worker), and its directory is "/": every
+    // system call here lies on each command's path, and each costs tens of microseconds
+    // under nested emulation.
     struct sigaction dfl{};
     dfl.sa_handler = SIG_DFL;
     ::sigaction(SIGPIPE, &dfl, nullptr);
-    ::sigaction(SIGCHLD, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::chdir(p.cwd) != 0) {
+    if (std::strcmp(p.cwd, "/") != 0 && ::chdir(p.cwd) != 0) {
         write_text(2, "mimobox-agent: cannot chdir to ", p.cwd);
         write_text(2, "\n");
         ::_exit(126);
@@ -80,22 +80,29 @@ void write_text(int fd, const char* a, const char* b = "") {
     ::_exit(error == ENOENT ? 127 : 126);
 }
 
-// One output pipe: read what is there, forward it up to the cap, flag what was dropped.
+// One output pipe: read what is there, forward it up to the cap, flag what was dropped. At its
+// end it stays open until the answer is out (serve_exec closes it), off the command's path.
 struct output_pipe {
     int fd;
     frame_kind kind;
     std::uint64_t bytes = 0;
     bool truncated = false;
+    bool open = true;
 
-    // false once the pipe is done (EOF or error).
-    bool drain(int conn, std::uint64_t cap, bool& host_gone) {
+    // Called when poll reported `revents`; open is false once the pipe is done (EOF or error).
+    void drain(short revents, int conn, std::uint64_t cap, bool& host_gone) {
+        // Hang-up without data: the writers are gone and the pipe is empty, so a read would
+        // only return the 0 poll already told us about.
+        if ((revents & POLLHUP) && !(revents & POLLIN)) {
+            open = false;
+            return;
+        }
         std::uint8_t buf[max_data_chunk];
         ssize_t r = ::read(fd, buf, sizeof buf);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+        if (r < 0 && (errno == EINTR || errno == EAGAIN)) return;
         if (r <= 0) {
-            ::close(fd);
-            fd = -1;
-            return false;
+            open = false;
+            return;
         }
         std::size_t keep = static_cast<std::size_t>(r);
         if (bytes + keep > cap) {
@@ -106,7 +113,6 @@ struct output_pipe {
         // A blocking send: when the host stops reading, vsock credit runs out, this blocks, the
         // pipe fills and the command blocks. That is the end-to-end backpressure.
         if (keep && !host_gone && !send_frame(conn, kind, std::span(buf, keep))) host_gone = true;
-        return true;
     }
 };
 
@@ -147,7 +153,8 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         send_message(conn, errno_response(vfork_error));
         return;
     }
-    ::setpgid(pid, pid);  // both sides set it: no race with an early kill
+    // No setpgid(pid, pid) here: vfork returns only once the child has exec'd (or exited), so
+    // its own setpgid already ran and a kill of the group cannot come too early.
     // A pidfd turns "the child exited" into a poll event: no polling interval, no SIGCHLD.
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     int stdin_fd = in_pipe[1];
@@ -164,6 +171,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     bool stdin_eof_requested = false;
     output_pipe out{out_pipe[0], frame_kind::stdout_data}, err{err_pipe[0], frame_kind::stderr_data};
     bool timed_out = false, killed = false, host_gone = false, reaped = false;
+    bool maybe_exited = pidfd < 0;  // without a pidfd, ask waitpid every time round
     int status = 0;
     auto kill_group = [&] {
         if (!killed) ::kill(-pid, SIGKILL);
@@ -189,9 +197,9 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     reader.feed({});
     handle_frames();
     const std::uint64_t deadline = e.timeout_ms ? start + e.timeout_ms * 1000 : 0;
-    while (out.fd >= 0 || err.fd >= 0 || !reaped) {
-        if (!reaped && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
-        if (reaped && out.fd < 0 && err.fd < 0) break;
+    while (out.open || err.open || !reaped) {
+        if (!reaped && maybe_exited && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
+        if (reaped && !out.open && !err.open) break;
         int wait_ms = -1;
         if (deadline && !killed) {
             const std::uint64_t now = monotonic_us();
@@ -208,9 +216,10 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         int conn_slot = -1, in_slot = -1, out_slot = -1, err_slot = -1;
         if (!host_gone && stdin_buf.size() < stdin_buffer_limit) { conn_slot = n; fds[n++] = {conn, POLLIN, 0}; }
         if (stdin_fd >= 0 && !stdin_buf.empty()) { in_slot = n; fds[n++] = {stdin_fd, POLLOUT, 0}; }
-        if (out.fd >= 0) { out_slot = n; fds[n++] = {out.fd, POLLIN, 0}; }
-        if (err.fd >= 0) { err_slot = n; fds[n++] = {err.fd, POLLIN, 0}; }
-        if (pidfd >= 0 && !reaped) fds[n++] = {pidfd, POLLIN, 0};  // wakes the loop, which reaps
+        if (out.open) { out_slot = n; fds[n++] = {out.fd, POLLIN, 0}; }
+        if (err.open) { err_slot = n; fds[n++] = {err.fd, POLLIN, 0}; }
+        int pid_slot = -1;
+        if (pidfd >= 0 && !reaped) { pid_slot = n; fds[n++] = {pidfd, POLLIN, 0}; }  // wakes the loop, which reaps
         if (::poll(fds, static_cast<nfds_t>(n), wait_ms) < 0 && errno != EINTR) break;
         auto ready = [&](int slot, short events) { return slot >= 0 && (fds[slot].revents & (events | POLLHUP | POLLERR)); };
         if (ready(in_slot, POLLOUT)) {
@@ -227,8 +236,9 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
             ::close(stdin_fd);
             stdin_fd = -1;
         }
-        if (ready(out_slot, POLLIN)) out.drain(conn, e.max_output, host_gone);
-        if (ready(err_slot, POLLIN)) err.drain(conn, e.max_output, host_gone);
+        if (ready(pid_slot, POLLIN)) maybe_exited = true;
+        if (ready(out_slot, POLLIN)) out.drain(fds[out_slot].revents, conn, e.max_output, host_gone);
+        if (ready(err_slot, POLLIN)) err.drain(fds[err_slot].revents, conn, e.max_output, host_gone);
         if (ready(conn_slot, POLLIN)) {
             std::uint8_t buf[64 * 1024];
             ssize_t r = ::read(conn, buf, sizeof buf);
@@ -242,9 +252,10 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         }
     }
     if (stdin_fd >= 0) ::close(stdin_fd);
-    if (pidfd >= 0) ::close(pidfd);
     if (!reaped) ::waitpid(pid, &status, 0);
-    if (host_gone) return;
+    // The answer first: closing what is left waits until it is out.
+    const auto close_rest = [&] { close_open({out.fd, err.fd, pidfd}); };
+    if (host_gone) return close_rest();
     exit_response x;
     if (WIFEXITED(status)) x.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) x.signal = WTERMSIG(status);
@@ -253,6 +264,7 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     x.stderr_truncated = err.truncated;
     x.duration_us = monotonic_us() - start;
     send_message(conn, x);
+    close_rest();
 }
 
 }  // namespace mimobox::agent::guest

@@ -91,6 +91,12 @@ struct worker_pool {
 
 [[noreturn]] void run_worker(int listener, int accepted, worker_pool& pool) {
     ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own children
+    // What commands inherit, set once here rather than in every child (exec_child): no blocked
+    // signals, and "/" as the directory when the request names no other.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (::chdir("/") != 0) ::_exit(1);
     // SCHED_BATCH: a wakeup does not preempt the running task. A command that exits closes
     // its pipes (waking us) before it becomes a zombie; preempting it there would cost a
     // round trip through poll for nothing. Commands get SCHED_OTHER back (exec_child).
