@@ -83,12 +83,25 @@ asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shar
 // the agent's spawn took as long as a cold one. Nothing in the guest waits on these buffers:
 // only memory is held, and the device flushes early once a batch of completions piles up, so
 // a streaming guest never runs out of send descriptors.
+// The timer is only ever armed for a deadline at or before the current one's: when it fires it
+// looks at what is owed now, which may be nothing (another interrupt carried it) or a later
+// debt (owed again since), and sleeps until that one is due.
 asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
     while (!stopped_) {
         auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
-        if (ec) continue;  // re-armed
+        if (ec) continue;  // armed while idle
+        if (!owed_since_) {
+            owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+            continue;
+        }
+        const auto due = *owed_since_ + owed_interrupt_delay;
+        if (std::chrono::steady_clock::now() < due) {
+            owed_interrupt_timer_->expires_at(due);
+            continue;
+        }
         owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        owed_since_.reset();
         link_->flush_interrupt();
     }
 }
@@ -275,13 +288,15 @@ void vsock_host::pump() {
     if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
         link_->starved_for_rx_buffers())
         starvation_timer_->expires_after(std::chrono::milliseconds(500));
-    // Armed from the moment an interrupt becomes owed (activity does not push it back), disarmed
-    // once another interrupt carried it.
+    // The delay runs from the moment an interrupt becomes owed (activity does not push it back).
     if (owed_interrupt_timer_) {
-        const bool owed = link_->owes_interrupt();
-        const bool armed = owed_interrupt_timer_->expiry() != asio::steady_timer::time_point::max();
-        if (owed && !armed) owed_interrupt_timer_->expires_after(owed_interrupt_delay);
-        if (!owed && armed) owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        if (!link_->owes_interrupt()) {
+            owed_since_.reset();
+        } else if (!owed_since_) {
+            owed_since_ = std::chrono::steady_clock::now();
+            if (owed_interrupt_timer_->expiry() == asio::steady_timer::time_point::max())
+                owed_interrupt_timer_->expires_at(*owed_since_ + owed_interrupt_delay);
+        }
     }
 }
 

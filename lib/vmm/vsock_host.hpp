@@ -109,8 +109,11 @@ private:
     std::optional<boost::asio::steady_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).
     std::optional<boost::asio::steady_timer> starvation_timer_;
-    // Armed while the link holds back an interrupt (see owed_interrupt_watch).
+    // Armed once the link holds back an interrupt, and left armed when another interrupt carries
+    // it (see owed_interrupt_watch): re-arming and cancelling it on every exchange cost more
+    // host time than the rare spurious expiry.
     std::optional<boost::asio::steady_timer> owed_interrupt_timer_;
+    std::optional<std::chrono::steady_clock::time_point> owed_since_;  // while an interrupt is owed
     std::uint64_t renotifications_ = 0;
     std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();

@@ -86,7 +86,7 @@ BOOST_AUTO_TEST_CASE(an_owed_interrupt_is_flushed_after_the_delay_and_not_before
     BOOST_TEST(h.link->flushes == 1);
 }
 
-BOOST_AUTO_TEST_CASE(an_interrupt_raised_by_other_traffic_disarms_the_owed_interrupt_timer) {
+BOOST_AUTO_TEST_CASE(an_interrupt_raised_by_other_traffic_cancels_the_owed_flush) {
     host_with_fake_link h;
     h.link->owes = true;
     h.guest_activity();
@@ -95,6 +95,22 @@ BOOST_AUTO_TEST_CASE(an_interrupt_raised_by_other_traffic_disarms_the_owed_inter
     h.guest_activity();
     h.run_for(owed_delay * 2);
     BOOST_TEST(h.link->flushes == 0);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupt_owed_again_waits_its_own_full_delay) {
+    host_with_fake_link h;
+    h.link->owes = true;
+    h.guest_activity();
+    h.run_for(owed_delay / 4);
+    h.link->owes = false;  // carried by an RX interrupt; the timer stays armed for the first debt
+    h.guest_activity();
+    h.run_for(owed_delay / 4);
+    h.link->owes = true;  // owed again, half a delay after the first
+    h.guest_activity();
+    h.run_for(owed_delay * 3 / 4);  // past the first debt's deadline, short of the second's
+    BOOST_TEST(h.link->flushes == 0);
+    h.run_for(owed_delay);
+    BOOST_TEST(h.link->flushes == 1);
 }
 
 BOOST_AUTO_TEST_CASE(steady_guest_activity_does_not_postpone_an_owed_interrupt_forever) {
