@@ -11,7 +11,7 @@
 #include "mimobox/vm/lifecycle_errc.hpp"
 #include "mimobox/vm/microvm_errc.hpp"
 #include "platform_verdict.hpp"
-#include "vmm/irqfd_line.hpp"
+#include "vmm/kvm_irq_line.hpp"
 #include "vmm/serial_vsock_link.hpp"
 #include "vmm/virtio_vsock_link.hpp"
 #include "vmm/vsock_channel.hpp"
@@ -94,6 +94,7 @@ void machine::boot(void_handler h) {
         if (auto ec = self->build()) {
             self->vcpus_.clear();
             self->images_.reset();
+            self->vsock_.reset();  // its interrupt line points at the VM
             self->vm_.reset();
             self->set_state(kvm_lifecycle::stopped);
             self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
@@ -114,7 +115,7 @@ machine::error_code machine::build() {
     auto sys = kvm::system::open();
     if (!sys) return microvm_errc::unsupported_platform;
     kvm_.emplace(std::move(*sys));
-    for (long cap : {KVM_CAP_IRQCHIP, KVM_CAP_IOEVENTFD, KVM_CAP_IRQFD, KVM_CAP_USER_MEMORY, KVM_CAP_SET_TSS_ADDR,
+    for (long cap : {KVM_CAP_IRQCHIP, KVM_CAP_IOEVENTFD, KVM_CAP_USER_MEMORY, KVM_CAP_SET_TSS_ADDR,
                      KVM_CAP_PIT2, KVM_CAP_EXT_CPUID})
         if (kvm_->check_extension(cap) <= 0) return microvm_errc::missing_kvm_capability;
     int max_vcpus = kvm_->check_extension(KVM_CAP_MAX_VCPUS);
@@ -144,10 +145,9 @@ machine::error_code machine::build() {
     }
     if (auto ec = load_images()) return ec;
 
-    // Devices: COM1 with its interrupt on an irqfd, and the i8042's reset line.
-    serial_irq_ = std::make_unique<vmm::irqfd_line>();
-    if (serial_irq_->fd() < 0) return error_code(errno, boost::system::system_category());
-    if (auto ec = vm_->assign_irqfd(serial_irq_->fd(), com1_gsi)) return ec;
+    // Devices: COM1 with its interrupt on GSI 4, and the i8042's reset line.
+    serial_irq_ = std::make_unique<vmm::kvm_irq_line>();
+    serial_irq_->connect(*vm_, com1_gsi);
     serial_ = std::make_unique<devices::serial>(*serial_irq_, [this](std::uint8_t b) { on_console_byte(b); });
     i8042_ = std::make_unique<devices::i8042>([this] { begin_stop(kvm_exit_reason::guest_reboot, "i8042 reset"); });
     pio_bus_.add(com1_port, 8, *serial_);

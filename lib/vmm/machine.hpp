@@ -17,7 +17,7 @@
 #include "mimobox/vm/kvm_lifecycle.hpp"
 #include "mimobox/vm/microvm_config.hpp"
 #include "vmm/console_log.hpp"
-#include "vmm/irqfd_line.hpp"
+#include "vmm/kvm_irq_line.hpp"
 #include "vmm/vcpu_thread.hpp"
 #include "vmm/vsock_host.hpp"
 
@@ -61,10 +61,15 @@ public:
     /// From the backend's destructor: stop without anyone waiting.
     void request_stop();
 
-    /// Runs `fn(vsock_host*)` on the strand; the pointer is null when the VM has no vsock
-    /// device (never booted, or its boot failed). A stopped VM's vsock_host aborts what it gets.
+    /// Runs `fn(vsock_host*)` on the strand: at once when the caller is already on it (a sandbox
+    /// coroutine), else posted. The pointer is null when the VM has no vsock device (never
+    /// booted, or its boot failed). A stopped VM's vsock_host aborts what it gets. Running at
+    /// once is safe because vsock_host never calls out while its state is mid-change: every
+    /// completion it makes is posted (vsock_host::complete), so nothing of the caller's runs
+    /// inside it and nothing can re-enter it from there.
     template <class Fn>
     void with_vsock(Fn fn) {
+        if (strand_.running_in_this_thread()) return fn(vsock_ && state() != kvm_lifecycle::booting ? vsock_.get() : nullptr);
         boost::asio::post(strand_, [self = shared_from_this(), fn = std::move(fn)]() mutable {
             fn(self->vsock_ && self->state() != kvm_lifecycle::booting ? self->vsock_.get() : nullptr);
         });
@@ -127,7 +132,7 @@ private:
 
     devices::bus pio_bus_;
     devices::bus mmio_bus_;
-    std::unique_ptr<vmm::irqfd_line> serial_irq_;
+    std::unique_ptr<vmm::kvm_irq_line> serial_irq_;
     std::unique_ptr<devices::serial> serial_;
     std::unique_ptr<devices::i8042> i8042_;
     std::unique_ptr<vmm::vsock_host> vsock_;

@@ -11,8 +11,7 @@ serial_vsock_link::serial_vsock_link(vsock::muxer& mux)
 }
 
 serial_vsock_link::error_code serial_vsock_link::attach(kvm::vm& vm, devices::bus& pio, devices::bus&) {
-    if (irq_.fd() < 0) return error_code(errno, boost::system::system_category());
-    if (auto ec = vm.assign_irqfd(irq_.fd(), gsi)) return ec;
+    irq_.connect(vm, gsi);
     if (!pio.add(port_base, 8, uart_)) return error_code(EEXIST, boost::system::system_category());
     return {};
 }

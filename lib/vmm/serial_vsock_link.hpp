@@ -1,12 +1,12 @@
 // The serial link, for guest kernels without virtio-vsock: vsock packets framed by
-// vsock::stream_link over a second 16550 (COM2: ports 0x2f8-0x2ff, GSI 3, interrupt on an irqfd).
+// vsock::stream_link over a second 16550 (COM2: ports 0x2f8-0x2ff, GSI 3, interrupt by KVM_IRQ_LINE).
 // Every byte the guest sends is one port write and every byte it receives two port reads, so
 // this is orders of magnitude slower than virtio; RTS flow control means a guest that is slow to
 // read never loses bytes. The guest end is the agent's serial bridge (guest/agent/serial_bridge).
 #pragma once
 
 #include "devices/serial.hpp"
-#include "vmm/irqfd_line.hpp"
+#include "vmm/kvm_irq_line.hpp"
 #include "vmm/vsock_link.hpp"
 #include "vsock/stream_link.hpp"
 
@@ -37,7 +37,7 @@ private:
 
     vsock::muxer& mux_;
     vsock::stream_link link_;
-    irqfd_line irq_;
+    kvm_irq_line irq_;
     devices::serial uart_;
     std::function<void()> on_activity_;
     bool stopped_ = false;

@@ -19,8 +19,7 @@ virtio_vsock_link::virtio_vsock_link(asio::strand<asio::any_io_executor> strand,
 
 virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bus&, devices::bus& mmio) {
     constexpr std::uint64_t queue_notify = 0x50;
-    if (irq_.fd() < 0) return error_code(errno, boost::system::system_category());
-    if (auto ec = vm.assign_irqfd(irq_.fd(), gsi)) return ec;
+    irq_.connect(vm, gsi);
     if (!mmio.add(mmio_base, mmio_size, transport_)) return error_code(EEXIST, boost::system::system_category());
     for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
         kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));

@@ -1,10 +1,11 @@
 // The virtio-vsock link: the device model behind a virtio-mmio transport at 0xd0000000, its
-// interrupt on an irqfd (GSI 5) and one ioeventfd per queue, each drained by a coroutine.
+// interrupt on GSI 5 (KVM_IRQ_LINE, see kvm_irq_line.hpp) and one ioeventfd per queue, each
+// drained by a coroutine.
 #pragma once
 
 #include "memory/guest_memory.hpp"
 #include "virtio/mmio_transport.hpp"
-#include "vmm/irqfd_line.hpp"
+#include "vmm/kvm_irq_line.hpp"
 #include "vmm/vsock_link.hpp"
 #include "vsock/vsock_device.hpp"
 
@@ -48,7 +49,7 @@ private:
 
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     vsock::vsock_device device_;
-    irqfd_line irq_;
+    kvm_irq_line irq_;
     virtio::mmio_transport transport_;
     std::vector<boost::asio::posix::stream_descriptor> queue_events_;
     std::function<void()> on_activity_;
