@@ -28,7 +28,7 @@ microvm_config with_agent_link(microvm_config vm, const sandbox_config& cfg) {
 }  // namespace
 
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
-    : strand(asio::make_strand(executor)), backend(executor, with_agent_link(std::move(vm), cfg)), config(std::move(cfg)) {}
+    : backend(std::move(executor), with_agent_link(std::move(vm), cfg)), strand(backend.get_executor()), config(std::move(cfg)) {}
 
 error_code sandbox_state::check_ready() const {
     return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);

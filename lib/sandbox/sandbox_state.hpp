@@ -33,8 +33,11 @@ class sandbox_state : public std::enable_shared_from_this<sandbox_state> {
 public:
     sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config config);
 
-    asio::strand<asio::any_io_executor> strand;
     kvm_backend backend;
+    /// The VM's own strand (kvm_backend::get_executor): sandbox coroutines and the VM's devices
+    /// take turns on one strand, so a stream operation started here reaches the device without
+    /// a hop, and its completion resumes the coroutine without another.
+    asio::any_io_executor strand;
     const sandbox_config config;
     std::atomic<microvm_state> state{microvm_state::created};
     std::string agent_version;  // set once ready

@@ -7,8 +7,9 @@
 // (hundreds on one VM) and a slow one never holds up another. Operations need the `ready`
 // state (lifecycle_errc::invalid_state otherwise); see microvm_state.hpp for the transitions.
 //
-// Threading and lifetimes: the sandbox's coroutines run on a strand of the executor it was
-// created with; handlers run on their associated executor (else the sandbox's executor).
+// Threading and lifetimes: the sandbox's coroutines run on its VM's strand, a strand of the
+// executor it was created with (get_executor()); handlers run on their associated executor
+// (else that strand).
 // In-flight operations keep what they need alive: destroying the sandbox object stops the VM,
 // and they complete with sandbox_errc::vm_stopped.
 //
