@@ -76,14 +76,19 @@ struct cost_meter {
         operations += ops;
     }
     double cpu_per_op() const { return operations > 0 ? cpu_us / operations : 0; }
-    // JSON: a number, or null where the counters cannot be read.
-    std::string exits_per_op(double subtract = 0) const {
-        if (!exits_known || operations <= 0) return "null";
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.1f", (exits - subtract) / operations);
-        return buf;
+    std::optional<double> exits_per_op() const {
+        if (!exits_known || operations <= 0) return std::nullopt;
+        return exits / operations;
     }
 };
+
+// A JSON number with one decimal, or null.
+std::string json_number(std::optional<double> v) {
+    if (!v) return "null";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", *v);
+    return buf;
+}
 
 // Built outside the coroutine: GCC 12 miscompiles braced string lists inside coroutines.
 std::vector<std::string> command(const char* a, const char* b = nullptr, const char* c = nullptr) {
@@ -172,13 +177,9 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
     }
     // The spawn bench's exits, less those of the exec that ran it (an exec of `true` costs
     // about the same), spread over its spawns.
-    std::string spawn_exits_per_spawn = "null";
-    if (spawn_cost.exits_known && exec_cost.exits_known && spawns > 0) {
-        char buf[32];
-        const double per_exec = exec_cost.exits / exec_cost.operations;
-        std::snprintf(buf, sizeof buf, "%.1f", (spawn_cost.exits - per_exec * spawn_cost.operations) / spawns);
-        spawn_exits_per_spawn = buf;
-    }
+    std::optional<double> spawn_exits_per_spawn;
+    if (const auto per_exec = exec_cost.exits_per_op(); per_exec && spawn_cost.exits_known && spawns > 0)
+        spawn_exits_per_spawn = (spawn_cost.exits - *per_exec * spawn_cost.operations) / spawns;
     const double rtt = median(rtt_us);
     const double spawn = median(spawn_us);  // median of the rounds' medians
     std::sort(round_ratios.begin(), round_ratios.end());
@@ -189,8 +190,8 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
                 "\"guest_exits_per_exec\":%s,\"guest_exits_per_stat_op\":%s,\"guest_exits_per_spawn\":%s}\n",
                 rtt_us.size(), rounds, rtt, spawn, rtt / spawn, median(round_ratios), round_ratios.front(), round_ratios.back(),
                 median(first_spawn_us), median(agent_spawn_us), median(outside_us), median(op_us), exec_cost.cpu_per_op(),
-                stat_cost.cpu_per_op(), exec_cost.exits_per_op().c_str(), stat_cost.exits_per_op().c_str(),
-                spawn_exits_per_spawn.c_str());
+                stat_cost.cpu_per_op(), json_number(exec_cost.exits_per_op()).c_str(),
+                json_number(stat_cost.exits_per_op()).c_str(), json_number(spawn_exits_per_spawn).c_str());
 
     std::string data(mib << 20, '\0');
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));

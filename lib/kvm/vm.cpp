@@ -44,21 +44,6 @@ error_code vm::irq_line(std::uint32_t gsi, bool level) noexcept {
     return as_error(checked_ioctl(fd(), KVM_IRQ_LINE, &irq));
 }
 
-error_code vm::assign_irqfd(int eventfd, std::uint32_t gsi) noexcept {
-    kvm_irqfd irqfd{};
-    irqfd.fd = static_cast<std::uint32_t>(eventfd);
-    irqfd.gsi = gsi;
-    return as_error(checked_ioctl(fd(), KVM_IRQFD, &irqfd));
-}
-
-error_code vm::deassign_irqfd(int eventfd, std::uint32_t gsi) noexcept {
-    kvm_irqfd irqfd{};
-    irqfd.fd = static_cast<std::uint32_t>(eventfd);
-    irqfd.gsi = gsi;
-    irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
-    return as_error(checked_ioctl(fd(), KVM_IRQFD, &irqfd));
-}
-
 namespace {
 kvm_ioeventfd make_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch,
                              std::uint32_t extra_flags) noexcept {

@@ -69,13 +69,13 @@ public:
     /// inside it and nothing can re-enter it from there.
     template <class Fn>
     void with_vsock(Fn fn) {
-        if (strand_.running_in_this_thread()) return fn(vsock_ && state() != kvm_lifecycle::booting ? vsock_.get() : nullptr);
-        boost::asio::post(strand_, [self = shared_from_this(), fn = std::move(fn)]() mutable {
-            fn(self->vsock_ && self->state() != kvm_lifecycle::booting ? self->vsock_.get() : nullptr);
-        });
+        if (strand_.running_in_this_thread()) return fn(usable_vsock());
+        boost::asio::post(strand_, [self = shared_from_this(), fn = std::move(fn)]() mutable { fn(self->usable_vsock()); });
     }
 
 private:
+    vmm::vsock_host* usable_vsock() const { return vsock_ && state() != kvm_lifecycle::booting ? vsock_.get() : nullptr; }
+
     struct vcpu_slot {
         kvm::vcpu cpu;
         std::unique_ptr<vmm::vcpu_thread> thread;

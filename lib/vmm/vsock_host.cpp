@@ -14,6 +14,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 namespace mimobox::vmm {
 
@@ -91,18 +92,12 @@ asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::sha
         auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // armed while idle
-        if (!owed_since_) {
-            owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
-            continue;
-        }
-        const auto due = *owed_since_ + owed_interrupt_delay;
-        if (std::chrono::steady_clock::now() < due) {
-            owed_interrupt_timer_->expires_at(due);
+        if (owed_since_ && std::chrono::steady_clock::now() < *owed_since_ + owed_interrupt_delay) {
+            owed_interrupt_timer_->expires_at(*owed_since_ + owed_interrupt_delay);  // a later debt
             continue;
         }
         owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
-        owed_since_.reset();
-        link_->flush_interrupt();
+        if (std::exchange(owed_since_, std::nullopt)) link_->flush_interrupt();
     }
 }
 

@@ -43,7 +43,7 @@ void vsock_device::process() {
     // process() finds the buffers anyway. The guest refills after every RX interrupt, and each
     // of those kicks would cost it a VM exit and us a wake-up for nothing.
     auto& rx = queues_[rx_queue];
-    const bool starved = mux_.has_output() && !rx.driver_added_buffers();
+    const bool starved = starved_for_rx_buffers();
     rx.set_driver_notifications(starved);
     if (starved && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
         rx_used = process_rx() || rx_used;
@@ -156,9 +156,7 @@ bool vsock_device::process_rx() {
 }
 
 bool vsock_device::starved_for_rx_buffers() const {
-    if (!active() || !mux_.has_output()) return false;
-    const auto& q = queues_[rx_queue];
-    return q.driver_avail_index() == q.next_avail();
+    return active() && mux_.has_output() && !queues_[rx_queue].driver_added_buffers();
 }
 
 void vsock_device::renotify() {
