@@ -14,6 +14,8 @@
 #include <linux/vm_sockets.h>
 #include <sched.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -102,10 +104,29 @@ struct worker_pool {
     // round trip through poll for nothing. Commands get SCHED_OTHER back (exec_child).
     sched_param normal{};
     ::sched_setscheduler(0, SCHED_BATCH, &normal);
+    // One idle worker woken per connection. A process blocked in a vsock accept() is woken by
+    // every new connection (the listener's wait is not exclusive), so each operation woke all
+    // the idle workers and all but one went back to sleep: context switches on the guest's
+    // CPU right when it should serve the request. Workers wait in epoll with EPOLLEXCLUSIVE
+    // instead, which wakes one; the listener is non-blocking (make_listener), so a worker that
+    // loses a race just waits again. Without epoll, poll() does the same job, herd included.
+    const int waiter = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event interest{};
+    interest.events = EPOLLIN | EPOLLEXCLUSIVE;
+    const bool exclusive = waiter >= 0 && ::epoll_ctl(waiter, EPOLL_CTL_ADD, listener, &interest) == 0;
+    auto wait_for_connection = [&] {
+        epoll_event ready{};
+        pollfd pfd{listener, POLLIN, 0};
+        if (exclusive) ::epoll_wait(waiter, &ready, 1, -1);
+        else ::poll(&pfd, 1, -1);
+    };
     pool.idle.fetch_add(1);
     for (int served = 0;;) {
         const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-        if (c < 0) continue;
+        if (c < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) wait_for_connection();
+            continue;
+        }
         if (pool.idle.fetch_sub(1) - 1 < worker_pool::low_water) {
             const char one = 1;
             [[maybe_unused]] auto n = ::write(accepted, &one, 1);
@@ -139,7 +160,8 @@ int make_listener(bool for_serial_bridge) {
         ls = ::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (ls >= 0 && ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
     }
-    if (ls < 0 || ::listen(ls, 256) != 0) return -1;
+    // Non-blocking: workers wait for connections in epoll and may lose a race for one (run_worker).
+    if (ls < 0 || ::listen(ls, 256) != 0 || ::fcntl(ls, F_SETFL, ::fcntl(ls, F_GETFL) | O_NONBLOCK) != 0) return -1;
     return ls;
 }
 
