@@ -87,18 +87,28 @@ asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shar
 // The timer is only ever armed for a deadline at or before the current one's: when it fires it
 // looks at what is owed now, which may be nothing (another interrupt carried it) or a later
 // debt (owed again since), and sleeps until that one is due.
+// The same timer carries deferred output (defer_pump): a close the guest already made waits
+// here for the next exchange, and goes out on its own when none comes in time.
 asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
     while (!stopped_) {
         auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // armed while idle
-        if (owed_since_ && std::chrono::steady_clock::now() < *owed_since_ + owed_interrupt_delay) {
-            owed_interrupt_timer_->expires_at(*owed_since_ + owed_interrupt_delay);  // a later debt
+        if (const auto due = next_deadline(); due && std::chrono::steady_clock::now() < *due) {
+            owed_interrupt_timer_->expires_at(*due);  // a later debt
             continue;
         }
         owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        if (deferred_since_) pump();  // may leave an interrupt owed again: flushed just below
         if (std::exchange(owed_since_, std::nullopt)) link_->flush_interrupt();
     }
+}
+
+std::optional<std::chrono::steady_clock::time_point> vsock_host::next_deadline() const {
+    auto first = owed_since_;
+    if (deferred_since_ && (!first || *deferred_since_ < *first)) first = deferred_since_;
+    if (!first) return std::nullopt;
+    return *first + owed_interrupt_delay;
 }
 
 std::chrono::seconds vsock_host::stall_log_interval() {
@@ -248,8 +258,24 @@ void vsock_host::release(const vsock::endpoint& ep) {
     cancel(ep, false);
     io_.erase(key_of(ep));
     attached_.erase(key_of(ep));
-    if (auto* c = muxer_.find(ep)) c->close();
+    auto* c = muxer_.find(ep);
+    // The guest closed first (the agent does, right after its answer): our RST only confirms,
+    // and nothing waits for it but the guest's socket. It goes with the next exchange, which
+    // usually starts at once, instead of costing a pump, and often an interrupt, of its own
+    // between an operation's answer and its caller.
+    const bool only_acknowledges = c && c->close_only_acknowledges();
+    if (c) c->close();
+    if (only_acknowledges) return defer_pump();
     schedule_pump();
+}
+
+void vsock_host::defer_pump() {
+    if (stopped_) return;
+    if (!owed_interrupt_timer_) return pump();  // not started: tests drive us directly
+    if (deferred_since_) return;
+    deferred_since_ = std::chrono::steady_clock::now();
+    if (owed_interrupt_timer_->expiry() == asio::steady_timer::time_point::max())
+        owed_interrupt_timer_->expires_at(*deferred_since_ + owed_interrupt_delay);
 }
 
 void vsock_host::schedule_pump() {
@@ -268,6 +294,7 @@ void vsock_host::schedule_pump() {
 
 void vsock_host::pump() {
     if (stopped_) return;
+    deferred_since_.reset();  // whatever waited goes now
     // Pending writes first: their data then leaves with whatever else is queued, under one
     // interrupt. Bounded: each round either moved packets or completed operations.
     progress();

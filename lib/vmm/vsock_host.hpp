@@ -95,6 +95,12 @@ private:
     /// (a close, the next connect, a write) often come in a burst; pumped together, they reach
     /// the guest in one interrupt instead of one each, and every guest interrupt is expensive.
     void schedule_pump();
+    /// Output that may wait for the next pump (closes the guest already made): it rides with
+    /// the next exchange, or goes out owed_interrupt_delay after it was queued, whichever is first.
+    void defer_pump();
+    /// When the owed-interrupt watch must next act: the earliest of an owed interrupt's and a
+    /// deferred output's deadlines.
+    std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
     bool progress();
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);
@@ -114,6 +120,7 @@ private:
     // host time than the rare spurious expiry.
     std::optional<boost::asio::steady_timer> owed_interrupt_timer_;
     std::optional<std::chrono::steady_clock::time_point> owed_since_;  // while an interrupt is owed
+    std::optional<std::chrono::steady_clock::time_point> deferred_since_;  // while defer_pump's output waits
     std::uint64_t renotifications_ = 0;
     std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();

@@ -134,7 +134,7 @@ void connection::shutdown_write() {
 void connection::close() {
     if (state_ == state::connecting) return fail(vsock_errc::connection_closed, true);
     if (state_ != state::established) return;
-    if ((peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send)) return end(true);
+    if (peer_closed()) return end(true);
     shutdown_write_ = true;
     shutdown_flags_ = shutdown_receive | shutdown_send;
     state_ = state::closing;

@@ -60,6 +60,9 @@ public:
     /// guest has already shut down both directions, RST at once: nothing is left to say, and the
     /// guest would only answer a SHUTDOWN with an RST of its own.
     void close();
+    /// close() would only acknowledge: the guest already closed and waits for nothing from us
+    /// but the RST (its socket lingers until then).
+    bool close_only_acknowledges() const noexcept { return state_ == state::established && peer_closed(); }
     /// Immediate RST.
     void reset();
     /// The transport went away (VM stopped, TRANSPORT_RESET): closed with `why`, nothing sent.
@@ -78,6 +81,8 @@ public:
     std::size_t writable() const noexcept;
     /// The guest sends no more: once readable() is 0, reads see end of stream.
     bool peer_done_sending() const noexcept { return peer_shutdown_ & shutdown_send; }
+    /// The guest shut down both directions: all that is left to say is the RST that ends it.
+    bool peer_closed() const noexcept { return (peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send); }
     /// Why the connection failed, if it did.
     boost::system::error_code error() const noexcept { return error_; }
     /// Bytes the guest's credit still allows us to send.

@@ -8,6 +8,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -27,15 +28,21 @@ struct idle_guest {
 };
 
 // A link whose interrupt state the test sets: it owes an interrupt until flushed or told the
-// guest got one some other way (an RX interrupt carrying the TX completions).
+// guest got one some other way (an RX interrupt carrying the TX completions). Each process()
+// hands the guest whatever the muxer has for it; `delivered` records the operations.
 struct fake_link final : vmm::vsock_link {
+    explicit fake_link(vsock::muxer& m) : mux(m) {}
+    vsock::muxer& mux;
     bool owes = false;
     int flushes = 0;
+    std::vector<vsock::op> delivered;
     std::function<void()> on_activity;
     error_code attach(kvm::vm&, devices::bus&, devices::bus&) override { return {}; }
     void start(std::function<void()> activity, std::shared_ptr<void>) override { on_activity = std::move(activity); }
     void stop() override {}
-    void process() override {}
+    void process() override {
+        while (auto p = mux.poll_output(4096)) delivered.push_back(p->hdr.operation);
+    }
     bool owes_interrupt() const override { return owes; }
     void flush_interrupt() override {
         if (owes) ++flushes;
@@ -50,8 +57,8 @@ struct host_with_fake_link {
     fake_link* link = nullptr;
     std::shared_ptr<int> keep_alive = std::make_shared<int>(0);
     vmm::vsock_host host{asio::make_strand(ctx.get_executor()), 3,
-                         [this](vsock::muxer&) {
-                             auto l = std::make_unique<fake_link>();
+                         [this](vsock::muxer& mux) {
+                             auto l = std::make_unique<fake_link>(mux);
                              link = l.get();
                              return l;
                          },
@@ -69,6 +76,40 @@ struct host_with_fake_link {
     void run_for(std::chrono::milliseconds d) {
         ctx.restart();
         ctx.run_for(d);
+    }
+    // A packet from the guest's side of connection guest port 7000 -> host port 1000.
+    void guest_sends(vsock::op o, std::uint32_t flags = 0, std::span<const std::uint8_t> payload = {}) {
+        vsock::header hdr;
+        hdr.src_cid = 3;
+        hdr.dst_cid = vsock::host_cid;
+        hdr.src_port = 7000;
+        hdr.dst_port = 1000;
+        hdr.operation = o;
+        hdr.flags = flags;
+        hdr.buf_alloc = 64 * 1024;
+        hdr.len = static_cast<std::uint32_t>(payload.size());
+        link->mux.on_guest_packet(hdr, payload);
+        guest_activity();
+    }
+    // An accepted connection the guest then answered on and shut down both ways (when
+    // `guest_closes`), as the agent does; the answer is still unread, as when the host's
+    // operation completes and drops its stream.
+    vsock::endpoint accepted_connection(bool guest_closes) {
+        std::optional<error_code> accepted;
+        host.accept(1000, 1, [&](error_code ec, vm::vsock_stream) { accepted = ec; });
+        guest_sends(vsock::op::request);
+        if (guest_closes) {
+            const std::uint8_t answer[3] = {'o', 'k', '\n'};
+            guest_sends(vsock::op::rw, 0, answer);
+            guest_sends(vsock::op::shutdown, vsock::shutdown_receive | vsock::shutdown_send);
+        }
+        run_for(std::chrono::milliseconds(10));
+        BOOST_TEST_REQUIRE((accepted == error_code{}));
+        link->delivered.clear();  // the RESPONSE
+        return {3, 1000, 7000, vsock::host_cid};
+    }
+    std::size_t delivered(vsock::op o) const {
+        return static_cast<std::size_t>(std::count(link->delivered.begin(), link->delivered.end(), o));
     }
 };
 constexpr auto owed_delay = vmm::vsock_host::owed_interrupt_delay;
@@ -124,6 +165,38 @@ BOOST_AUTO_TEST_CASE(steady_guest_activity_does_not_postpone_an_owed_interrupt_f
         h.run_for(owed_delay / 4);
     }
     BOOST_TEST(h.link->flushes == 1);
+}
+
+BOOST_AUTO_TEST_CASE(closing_a_connection_the_guest_already_closed_waits_for_the_next_exchange) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(true);
+    h.host.release(ep);
+    h.run_for(owed_delay / 4);
+    BOOST_TEST(h.delivered(vsock::op::rst) == 0u);  // nothing else happened: it still waits
+    h.guest_activity();                              // the next exchange carries it
+    h.run_for(std::chrono::milliseconds(10));
+    BOOST_TEST(h.delivered(vsock::op::rst) == 1u);
+    BOOST_TEST(h.host.describe().find("7000") == std::string::npos);  // and the connection is gone
+}
+
+BOOST_AUTO_TEST_CASE(a_deferred_close_goes_out_on_its_own_after_the_delay) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(true);
+    h.host.release(ep);
+    h.run_for(owed_delay / 2);
+    BOOST_TEST(h.delivered(vsock::op::rst) == 0u);
+    h.run_for(owed_delay);
+    BOOST_TEST(h.delivered(vsock::op::rst) == 1u);
+    BOOST_TEST(h.host.describe().find("7000") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(closing_a_connection_the_guest_still_uses_is_not_deferred) {
+    // The guest may be sending or waiting (a cancelled command): it must hear at once.
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    h.host.release(ep);
+    h.run_for(std::chrono::milliseconds(10));
+    BOOST_TEST(h.delivered(vsock::op::shutdown) == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(the_virtio_link_serves_only_its_interrupt_registers_on_vcpu_threads) {
