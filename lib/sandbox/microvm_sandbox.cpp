@@ -76,7 +76,7 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
     if (!std::holds_alternative<agent::ok_response>(response)) co_return fail(error_from_response(response, false));
     st->agent_version = version;
     if (!st->transition(microvm_state::ready)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
-    st->refill_spare();
+    st->refill_spares();
     // A VM that stops on its own (guest poweroff, crash) leaves the sandbox failed.
     st->backend.async_wait_stopped([weak = std::weak_ptr<sandbox_state>(st)](error_code, vm_stop_info) {
         if (auto s = weak.lock()) s->transition(microvm_state::failed);

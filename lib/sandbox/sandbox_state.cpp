@@ -52,37 +52,40 @@ error_code sandbox_state::classify(error_code ec) const {
     return ec;
 }
 
-void sandbox_state::refill_spare() {
-    if (spare_ || spare_pending_ || state.load() != microvm_state::ready) return;
-    spare_pending_ = true;
+void sandbox_state::refill_spares() {
+    if (state.load() != microvm_state::ready) return;
+    while (spares_.size() + spares_pending_ < spare_target) open_spare();
+}
+
+void sandbox_state::open_spare() {
+    ++spares_pending_;
     backend.async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
-        self->spare_pending_ = false;
-        if (!ec && self->state.load() == microvm_state::ready) self->spare_.emplace(std::move(s));
-        if (self->spare_waiter_) self->spare_waiter_->cancel();  // wakes it: the spare (or its failure) is here
+        --self->spares_pending_;
+        if (!ec && self->state.load() == microvm_state::ready) self->spares_.push_back(std::move(s));
+        if (self->spare_waiter_) self->spare_waiter_->cancel();  // wakes it: a spare (or its failure) is here
     }));
 }
 
 asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_agent(std::chrono::steady_clock::time_point deadline) {
-    if (!spare_ && spare_pending_ && !spare_waiter_) {
-        // The spare's handshake is under way: it arrives sooner than a connection started now.
+    if (spares_.empty() && spares_pending_ > 0 && !spare_waiter_) {
+        // A spare's handshake is under way: it arrives sooner than a connection started now.
         asio::steady_timer wake(strand, asio::steady_timer::time_point::max());
         spare_waiter_ = &wake;
         co_await wake.async_wait(use_tuple);  // always "aborted": the wake-up is cancel()
         spare_waiter_ = nullptr;
-        // Woken by refill_spare, or cancelled by our caller while the spare is still on its way.
-        if (!spare_ && spare_pending_) co_return std::tuple{error_code(asio::error::operation_aborted), vsock_stream{}};
+        // Woken by open_spare's handler, or cancelled by our caller while the spare is on its way.
+        if (spares_.empty() && spares_pending_ > 0)
+            co_return std::tuple{error_code(asio::error::operation_aborted), vsock_stream{}};
     }
-    if (spare_) {
-        vsock_stream s = std::move(*spare_);
-        spare_.reset();
-        // Now, before the caller writes its request: the connect and the write then queue on
-        // the VM's strand back to back, are pumped together (vsock_host::schedule_pump), and
-        // the guest gets the request and the next spare's handshake in one interrupt. The
-        // handshake overlaps the operation.
-        refill_spare();
+    if (!spares_.empty()) {
+        vsock_stream s = std::move(spares_.front());
+        spares_.pop_front();
+        // The replacement is opened when this operation's answer is in (refill_spares), unless
+        // none is left or on its way: then now, so the next operation does not wait for one.
+        if (spares_.empty() && spares_pending_ == 0) refill_spares();
         co_return std::tuple{error_code{}, std::move(s)};
     }
-    refill_spare();  // for the operation after this one
+    refill_spares();  // for the operations after this one
     auto backoff = std::chrono::milliseconds(2);
     for (;;) {
         auto [ec, s] = co_await backend.async_vsock_connect(config.agent_port, use_tuple);
@@ -104,7 +107,10 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
         auto item = reader.next();
         if (!item) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
         if (*item) {
-            if (auto* r = std::get_if<agent::response>(&**item)) co_return std::tuple{error_code{}, std::move(*r)};
+            if (auto* r = std::get_if<agent::response>(&**item)) {
+                st.refill_spares();  // the guest goes idle now: a good moment for its handshakes
+                co_return std::tuple{error_code{}, std::move(*r)};
+            }
             if (auto* d = std::get_if<agent::data_chunk>(&**item)) {
                 if (!on_data) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
                 if (auto ec = on_data(*d)) co_return std::tuple{ec, agent::response()};

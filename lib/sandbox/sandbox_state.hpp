@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <tuple>
@@ -51,19 +52,25 @@ public:
     /// operation stays operation_aborted.
     error_code classify(error_code io_error) const;
 
-    /// A connection to the agent: the spare one if there is one (see refill_spare), the one
-    /// being opened as the spare if its handshake is under way, else a new one, retrying while
+    /// A connection to the agent: the oldest spare if there is one (see refill_spares), one
+    /// being opened as a spare if its handshake is under way, else a new one, retrying while
     /// nothing listens yet (boot, or the agent's server restarting) until `deadline`.
-    /// Cancellation: per operation; the connection being waited for stays the spare.
+    /// Cancellation: per operation; the connection being waited for stays a spare.
     asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
-    /// Opens the next connection ahead of need, so an operation skips the vsock handshake
-    /// (one guest round trip, milliseconds under nested virtualization). Strand only.
-    void refill_spare();
+    /// Opens connections ahead of need, up to `spare_target`, so an operation skips the vsock
+    /// handshake (one guest round trip, milliseconds under nested virtualization). Operations
+    /// call it once their answer is in: the guest then handles the handshake while it would
+    /// otherwise wait for the next request, instead of in the middle of that request's
+    /// command. Strand only.
+    void refill_spares();
+    static constexpr std::size_t spare_target = 2;
 
 private:
-    std::optional<vsock_stream> spare_;
-    bool spare_pending_ = false;
-    asio::steady_timer* spare_waiter_ = nullptr;  // an operation waiting for the pending spare
+    void open_spare();
+
+    std::deque<vsock_stream> spares_;
+    std::size_t spares_pending_ = 0;
+    asio::steady_timer* spare_waiter_ = nullptr;  // an operation waiting for a pending spare
 };
 
 /// Reads from `s` until the agent's response message arrives. Data frames before it go to
