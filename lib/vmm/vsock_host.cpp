@@ -226,11 +226,6 @@ void vsock_host::read(const vsock::endpoint& ep, std::vector<asio::mutable_buffe
     if (io.reader) return complete(std::move(h), error_code(asio::error::in_progress), std::size_t{0});
     io.read_buffers = std::move(b);
     io.reader.emplace(std::move(h));
-    // Nothing to hand over yet (the usual case: a request was just sent and its answer is on
-    // its way): the pump that brings the data completes the read, so none is needed now.
-    if (auto* c = muxer_.find(ep); c && c->readable() == 0 && !c->error() && !c->peer_done_sending() &&
-                                   c->current_state() != vsock::connection::state::closed)
-        return;
     schedule_pump();
 }
 
