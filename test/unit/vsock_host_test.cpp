@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -197,6 +198,34 @@ BOOST_AUTO_TEST_CASE(closing_a_connection_the_guest_still_uses_is_not_deferred) 
     h.host.release(ep);
     h.run_for(std::chrono::milliseconds(10));
     BOOST_TEST(h.delivered(vsock::op::shutdown) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_read_waiting_for_data_completes_when_the_data_arrives) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    std::array<std::uint8_t, 8> buf{};
+    std::optional<std::size_t> got;
+    h.host.read(ep, {asio::buffer(buf)}, [&](error_code ec, std::size_t n) { got = ec ? 0 : n; });
+    h.run_for(std::chrono::milliseconds(10));
+    BOOST_TEST(!got.has_value());
+    const std::uint8_t data[2] = {'h', 'i'};
+    h.guest_sends(vsock::op::rw, 0, data);
+    h.run_for(std::chrono::milliseconds(10));
+    BOOST_TEST((got == std::size_t{2}));
+    BOOST_TEST(buf[0] == 'h');
+}
+
+BOOST_AUTO_TEST_CASE(a_read_of_data_already_buffered_completes_without_more_guest_activity) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    const std::uint8_t data[3] = {'a', 'b', 'c'};
+    h.guest_sends(vsock::op::rw, 0, data);
+    h.run_for(std::chrono::milliseconds(10));
+    std::array<std::uint8_t, 8> buf{};
+    std::optional<std::size_t> got;
+    h.host.read(ep, {asio::buffer(buf)}, [&](error_code ec, std::size_t n) { got = ec ? 0 : n; });
+    h.run_for(std::chrono::milliseconds(10));
+    BOOST_TEST((got == std::size_t{3}));
 }
 
 BOOST_AUTO_TEST_CASE(the_virtio_link_serves_only_its_interrupt_registers_on_vcpu_threads) {
