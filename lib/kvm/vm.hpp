@@ -26,7 +26,6 @@ public:
     error_code create_irqchip() noexcept;
     error_code create_pit2() noexcept;
     error_code irq_line(std::uint32_t gsi, bool level) noexcept;
-    /// KVM_IRQFD: writing to `eventfd` injects `gsi`.
     /// KVM_IOEVENTFD on an MMIO address with a 4-byte datamatch (virtio QueueNotify).
     error_code assign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept;
     error_code deassign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept;

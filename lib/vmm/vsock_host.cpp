@@ -274,8 +274,13 @@ void vsock_host::defer_pump() {
     if (!owed_interrupt_timer_) return pump();  // not started: tests drive us directly
     if (deferred_since_) return;
     deferred_since_ = std::chrono::steady_clock::now();
+    arm_watch(*deferred_since_);
+}
+
+void vsock_host::arm_watch(std::chrono::steady_clock::time_point since) {
+    // Only when idle: an armed timer is due no later than this (see owed_interrupt_watch).
     if (owed_interrupt_timer_->expiry() == asio::steady_timer::time_point::max())
-        owed_interrupt_timer_->expires_at(*deferred_since_ + owed_interrupt_delay);
+        owed_interrupt_timer_->expires_at(since + owed_interrupt_delay);
 }
 
 void vsock_host::schedule_pump() {
@@ -316,8 +321,7 @@ void vsock_host::pump() {
             owed_since_.reset();
         } else if (!owed_since_) {
             owed_since_ = std::chrono::steady_clock::now();
-            if (owed_interrupt_timer_->expiry() == asio::steady_timer::time_point::max())
-                owed_interrupt_timer_->expires_at(*owed_since_ + owed_interrupt_delay);
+            arm_watch(*owed_since_);
         }
     }
 }

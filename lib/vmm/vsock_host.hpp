@@ -101,6 +101,8 @@ private:
     /// When the owed-interrupt watch must next act: the earliest of an owed interrupt's and a
     /// deferred output's deadlines.
     std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
+    /// Arms the owed-interrupt timer for a debt or deferral that began at `since`.
+    void arm_watch(std::chrono::steady_clock::time_point since);
     bool progress();
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);

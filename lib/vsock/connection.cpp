@@ -89,7 +89,7 @@ void connection::on_guest_packet(const header& h, std::span<const std::uint8_t> 
         break;
     case op::shutdown:
         peer_shutdown_ |= h.flags & (shutdown_receive | shutdown_send);
-        if ((peer_shutdown_ & (shutdown_receive | shutdown_send)) == (shutdown_receive | shutdown_send) && rx_.empty()) {
+        if (peer_closed() && rx_.empty()) {
             // Both directions closed by the guest: acknowledge with RST, as the spec's clean close.
             fail(vsock_errc::connection_closed, true);
             error_ = {};
