@@ -50,7 +50,7 @@ bool mmio_transport::access_interrupt_registers(std::uint64_t offset, bool is_wr
     if (data.size() != 4) return false;
     std::uint32_t v;
     if (!is_write && offset == reg_interrupt_status) {
-        v = interrupt_status();
+        v = read_interrupt_status();
         std::memcpy(data.data(), &v, 4);
         return true;
     }
@@ -83,7 +83,7 @@ std::uint32_t mmio_transport::read_register(std::uint64_t offset) {
     }
     case reg_queue_num_max: return selected_queue() ? device_.queue_max_size(queue_sel_) : 0;
     case reg_queue_ready: return selected_queue() && selected_queue()->ready ? 1 : 0;
-    case reg_interrupt_status: return interrupt_status();
+    case reg_interrupt_status: return read_interrupt_status();
     case reg_status: return status_;
     case reg_config_generation: return config_generation_;
     default: return 0;
@@ -174,7 +174,7 @@ void mmio_transport::signal_used_buffers() {
     // coming and handles every used buffer after acknowledging it, so another edge would only
     // be a spurious interrupt (and Linux disables lines that see too many of those).
     const auto before = interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
-    if (!(before & interrupt_used_buffer)) irq_.trigger();
+    if (!(before & interrupt_used_buffer)) raise_edge();
 }
 
 void mmio_transport::fail_device() {
@@ -182,7 +182,7 @@ void mmio_transport::fail_device() {
     status_ |= status::device_needs_reset;
     active_ = false;  // no more notifications reach the device until the driver resets it
     interrupt_status_.fetch_or(interrupt_config_change, std::memory_order_acq_rel);
-    irq_.trigger();
+    raise_edge();
 }
 
 }  // namespace mimobox::virtio

@@ -36,7 +36,7 @@ public:
     /// Sets the used-buffer bit and raises an edge unconditionally (recovery from a lost one).
     void resignal_used_buffers() {
         interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
-        irq_.trigger();
+        raise_edge();
     }
     /// The device found the driver breaking the contract: DEVICE_NEEDS_RESET plus a
     /// configuration-change interrupt, and the device is told nothing more until the driver
@@ -48,6 +48,10 @@ public:
     std::uint64_t driver_features() const noexcept { return driver_features_; }
     bool active() const noexcept { return active_; }
     std::uint32_t interrupt_status() const noexcept { return interrupt_status_.load(std::memory_order_acquire); }
+    /// For stall diagnostics: edges raised, and the guest's reads of InterruptStatus (one per
+    /// interrupt it takes).
+    std::uint64_t edges_raised() const noexcept { return edges_raised_.load(std::memory_order_relaxed); }
+    std::uint64_t status_reads() const noexcept { return status_reads_.load(std::memory_order_relaxed); }
     /// Clears the bits the driver acknowledges (InterruptACK). Safe from any thread.
     void acknowledge_interrupt(std::uint32_t bits) noexcept { interrupt_status_.fetch_and(~bits, std::memory_order_acq_rel); }
 
@@ -68,6 +72,14 @@ private:
     void write_register(std::uint64_t offset, std::uint32_t value);
     void write_status(std::uint32_t value);
     void reset();
+    std::uint32_t read_interrupt_status() noexcept {
+        status_reads_.fetch_add(1, std::memory_order_relaxed);
+        return interrupt_status();
+    }
+    void raise_edge() {
+        edges_raised_.fetch_add(1, std::memory_order_relaxed);
+        irq_.trigger();
+    }
     queue_registers* selected_queue();
     bool queue_setup_allowed() const;
 
@@ -80,6 +92,7 @@ private:
     std::uint32_t queue_sel_ = 0;
     std::uint32_t config_generation_ = 0;
     std::atomic<std::uint32_t> interrupt_status_{0};
+    std::atomic<std::uint64_t> edges_raised_{0}, status_reads_{0};
     std::vector<queue_registers> queues_;
     bool active_ = false;
 };

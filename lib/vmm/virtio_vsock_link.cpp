@@ -58,7 +58,8 @@ asio::awaitable<void> virtio_vsock_link::queue_worker(std::size_t index, [[maybe
 
 std::string virtio_vsock_link::describe() const {
     return device_.describe() + "  transport interrupt_status=" + std::to_string(transport_.interrupt_status()) +
-           " device_status=" + std::to_string(transport_.device_status()) + "\n";
+           " device_status=" + std::to_string(transport_.device_status()) + " edges=" +
+           std::to_string(transport_.edges_raised()) + " status_reads=" + std::to_string(transport_.status_reads()) + "\n";
 }
 
 }  // namespace mimobox::vmm

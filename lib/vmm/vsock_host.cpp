@@ -43,7 +43,7 @@ void vsock_host::start(std::shared_ptr<void> keep_alive) {
     owner_ = keep_alive;
     link_->start([this] { on_link_activity(); }, keep_alive);
     starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
-    asio::co_spawn(strand_, rx_starvation_watch(keep_alive), asio::detached);
+    asio::co_spawn(strand_, lost_interrupt_watch(keep_alive), asio::detached);
     owed_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, owed_interrupt_watch(keep_alive), asio::detached);
     if (const auto interval = stall_log_interval(); interval.count() > 0) {
@@ -52,27 +52,45 @@ void vsock_host::start(std::shared_ptr<void> keep_alive) {
     }
 }
 
-// The guest refills its receive queue when it handles our used-buffer interrupt. Should that
-// interrupt be lost (seen under nested emulation: the guest sat idle with an empty receive
-// queue while we held data for it, a permanent hang), raising it again costs the guest one
-// spurious interrupt and unsticks it. Armed only while starved, so an idle VM has no timer.
-asio::awaitable<void> vsock_host::rx_starvation_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
+// Interrupts that go missing. The guest refills its receive queue when it handles our
+// used-buffer interrupt; should that interrupt be lost (seen under nested emulation: the guest
+// sat idle with an empty receive queue while we held data for it, a permanent hang), raising
+// it again costs the guest one spurious interrupt and unsticks it. The same goes for a guest
+// that falls quiet while operations wait on it: seen under the harness with the guest's
+// callbacks enabled, nothing queued on our side, the last interrupt read and acknowledged,
+// and the guest idle; one interrupt raised again, it went on. A quiet second is long enough
+// not to disturb a busy guest (a Linux line is only disabled for unhandled interrupts less
+// than 100 ms apart) and short against a hang. Armed only while starved or while operations
+// wait, so an idle VM has no timer.
+asio::awaitable<void> vsock_host::lost_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
     using namespace std::chrono_literals;
     while (!stopped_) {
         auto [ec] = co_await starvation_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // re-armed
-        if (!link_->starved_for_rx_buffers()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (link_->starved_for_rx_buffers()) {
+            if (link_->renotify()) {
+                ++renotifications_;
+                if (stall_log_interval().count() > 0)
+                    std::fprintf(stderr, "mimobox: vsock data waited 500 ms with no sign of the guest taking it; interrupt raised again (%llu)\n",
+                                 static_cast<unsigned long long>(renotifications_));
+            }
+            starvation_timer_->expires_after(500ms);
+        } else if (!has_pending_operations()) {
             starvation_timer_->expires_at(asio::steady_timer::time_point::max());
-            continue;
+        } else if (now - last_activity_ < quiet_guest_limit) {
+            starvation_timer_->expires_at(last_activity_ + quiet_guest_limit);
+        } else {
+            if (link_->renotify()) {
+                ++quiet_renotifications_;
+                if (stall_log_interval().count() > 0)
+                    std::fprintf(stderr, "mimobox: vsock operations waited %lld ms on a quiet guest; interrupt raised again (%llu)\n",
+                                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_activity_).count()),
+                                 static_cast<unsigned long long>(quiet_renotifications_));
+            }
+            starvation_timer_->expires_after(quiet_guest_limit);
         }
-        if (link_->renotify()) {
-            ++renotifications_;
-            if (stall_log_interval().count() > 0)
-                std::fprintf(stderr, "mimobox: vsock data waited 500 ms with no sign of the guest taking it; interrupt raised again (%llu)\n",
-                             static_cast<unsigned long long>(renotifications_));
-        }
-        starvation_timer_->expires_after(500ms);
     }
 }
 
@@ -144,7 +162,8 @@ asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[m
 
 std::string vsock_host::describe() const {
     std::string out = link_->describe();
-    out += "  receive-queue renotifications=" + std::to_string(renotifications_) + "\n";
+    out += "  receive-queue renotifications=" + std::to_string(renotifications_) +
+           " quiet-guest renotifications=" + std::to_string(quiet_renotifications_) + "\n";
     for (const auto& [k, io] : io_)
         out += "  stream host:" + std::to_string(k.first) + " guest:" + std::to_string(k.second) +
                " reader=" + std::to_string(io.reader.has_value()) + " writer=" + std::to_string(io.writer.has_value()) + "\n";
@@ -312,9 +331,10 @@ void vsock_host::pump() {
         for (auto& [port, waiters] : std::exchange(accepting_, {}))
             for (auto& w : waiters) complete(std::move(w.handler), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
-    if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max() &&
-        link_->starved_for_rx_buffers())
-        starvation_timer_->expires_after(std::chrono::milliseconds(500));
+    if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max()) {
+        if (link_->starved_for_rx_buffers()) starvation_timer_->expires_after(std::chrono::milliseconds(500));
+        else if (has_pending_operations()) starvation_timer_->expires_after(quiet_guest_limit);
+    }
     // The delay runs from the moment an interrupt becomes owed (activity does not push it back).
     if (owed_interrupt_timer_) {
         if (!link_->owes_interrupt()) {

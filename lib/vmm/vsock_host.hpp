@@ -73,6 +73,9 @@ public:
     static std::chrono::seconds stall_log_interval();
     /// How long an interrupt the link held back may wait for a later one to carry it.
     static constexpr std::chrono::milliseconds owed_interrupt_delay{200};
+    /// How long operations may wait on a guest that moves nothing before its interrupt is
+    /// raised again (see lost_interrupt_watch).
+    static constexpr std::chrono::milliseconds quiet_guest_limit{1000};
 
 private:
     struct pending_io {
@@ -86,7 +89,7 @@ private:
 
     void on_link_activity();
     boost::asio::awaitable<void> stall_watch(std::chrono::seconds interval, std::shared_ptr<void> keep_alive);
-    boost::asio::awaitable<void> rx_starvation_watch(std::shared_ptr<void> keep_alive);
+    boost::asio::awaitable<void> lost_interrupt_watch(std::shared_ptr<void> keep_alive);
     boost::asio::awaitable<void> owed_interrupt_watch(std::shared_ptr<void> keep_alive);
     bool has_pending_operations() const;
     /// Moves packets both ways, then completes what can complete; repeats while that helps.
@@ -115,7 +118,8 @@ private:
     bool pump_scheduled_ = false;
     std::weak_ptr<void> owner_;  // the machine, from start(): a scheduled pump must not outlive it
     std::optional<boost::asio::steady_timer> stall_timer_;
-    // Armed while packets wait and the guest has no receive buffer posted (see rx_starvation_watch).
+    // Armed while packets wait and the guest has no receive buffer posted, or while operations
+    // wait on the guest (see lost_interrupt_watch).
     std::optional<boost::asio::steady_timer> starvation_timer_;
     // Armed once the link holds back an interrupt, and left armed when another interrupt carries
     // it (see owed_interrupt_watch): re-arming and cancelling it on every exchange cost more
@@ -123,7 +127,7 @@ private:
     std::optional<boost::asio::steady_timer> owed_interrupt_timer_;
     std::optional<std::chrono::steady_clock::time_point> owed_since_;  // while an interrupt is owed
     std::optional<std::chrono::steady_clock::time_point> deferred_since_;  // while defer_pump's output waits
-    std::uint64_t renotifications_ = 0;
+    std::uint64_t renotifications_ = 0, quiet_renotifications_ = 0;
     std::uint64_t bytes_moved_at_check_ = 0;
     std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
 

@@ -32,8 +32,9 @@ public:
     /// Set once the link is unusable for good (a corrupted serial stream); every connection
     /// has been aborted with it and new operations fail with it.
     virtual error_code failure() const { return {}; }
-    /// Packets wait for the guest to take them (see vsock_host's starvation watch, which then
-    /// calls renotify every 500 ms while this holds).
+    /// Packets wait for the guest to take them (see vsock_host::lost_interrupt_watch, which
+    /// then calls renotify every 500 ms while this holds, and every second while operations
+    /// wait on a guest that has gone quiet).
     virtual bool starved_for_rx_buffers() const { return false; }
     /// Raises the guest's receive interrupt again if it looks lost; true if it did.
     virtual bool renotify() { return false; }

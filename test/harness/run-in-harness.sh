@@ -115,6 +115,12 @@ qemu_rc=$?
 if { [ "$wedged" = 1 ] || [ "$qemu_rc" = 137 ]; } && ! grep -aq 'MIMOBOX_HARNESS_EXIT=' "$console"; then
   echo "harness: L1 $( [ "$wedged" = 1 ] && echo "wedged (soft lockup or no heartbeat)" || echo "timed out after ${timeout_s}s"); console tail, then one retry:" >&2
   tail -n 5 "$console" >&2
+  # The VMM's own stall reports (vsock_host's watchdog, MIMOBOX_VSOCK_STALL_LOG_S) say whether
+  # the guest or the emulator stopped; the retry overwrites the console, so show them now.
+  if grep -aq 'vsock' "$console"; then
+    echo "harness: vsock reports of the failed attempt:" >&2
+    tr -d '\r' < "$console" | grep -a -A14 -e 'vsock operations pending' -e 'raised again' | head -n 80 >&2
+  fi
   start=$(date +%s)
   wedged=0
   boot_l1

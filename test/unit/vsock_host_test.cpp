@@ -35,7 +35,7 @@ struct fake_link final : vmm::vsock_link {
     explicit fake_link(vsock::muxer& m) : mux(m) {}
     vsock::muxer& mux;
     bool owes = false;
-    int flushes = 0;
+    int flushes = 0, renotifies = 0;
     std::vector<vsock::op> delivered;
     std::function<void()> on_activity;
     error_code attach(kvm::vm&, devices::bus&, devices::bus&) override { return {}; }
@@ -45,6 +45,10 @@ struct fake_link final : vmm::vsock_link {
         while (auto p = mux.poll_output(4096)) delivered.push_back(p->hdr.operation);
     }
     bool owes_interrupt() const override { return owes; }
+    bool renotify() override {
+        ++renotifies;
+        return true;
+    }
     void flush_interrupt() override {
         if (owes) ++flushes;
         owes = false;
@@ -114,6 +118,7 @@ struct host_with_fake_link {
     }
 };
 constexpr auto owed_delay = vmm::vsock_host::owed_interrupt_delay;
+constexpr auto quiet_limit = vmm::vsock_host::quiet_guest_limit;
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(an_owed_interrupt_is_flushed_after_the_delay_and_not_before) {
@@ -213,6 +218,38 @@ BOOST_AUTO_TEST_CASE(a_read_waiting_for_data_completes_when_the_data_arrives) {
     h.run_for(std::chrono::milliseconds(10));
     BOOST_TEST((got == std::size_t{2}));
     BOOST_TEST(buf[0] == 'h');
+}
+
+BOOST_AUTO_TEST_CASE(a_read_waiting_on_a_quiet_guest_raises_its_interrupt_again_each_quiet_period) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    std::array<std::uint8_t, 8> buf{};
+    h.host.read(ep, {asio::buffer(buf)}, [](error_code, std::size_t) {});
+    h.run_for(quiet_limit / 2);
+    BOOST_TEST(h.link->renotifies == 0);
+    h.run_for(quiet_limit * 3 / 4);
+    BOOST_TEST(h.link->renotifies == 1);
+    h.run_for(quiet_limit);
+    BOOST_TEST(h.link->renotifies == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_guest_that_keeps_moving_packets_gets_no_extra_interrupts) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    std::array<std::uint8_t, 8> buf{};
+    h.host.read(ep, {asio::buffer(buf)}, [](error_code, std::size_t) {});
+    for (int i = 0; i < 8; ++i) {
+        h.guest_activity();
+        h.run_for(quiet_limit / 4);
+    }
+    BOOST_TEST(h.link->renotifies == 0);
+}
+
+BOOST_AUTO_TEST_CASE(an_idle_connection_with_nothing_waiting_raises_nothing) {
+    host_with_fake_link h;
+    h.accepted_connection(false);
+    h.run_for(quiet_limit * 3 / 2);
+    BOOST_TEST(h.link->renotifies == 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_read_of_data_already_buffered_completes_without_more_guest_activity) {
