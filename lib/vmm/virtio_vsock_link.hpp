@@ -32,10 +32,7 @@ public:
     void stop() override;
     void process() override { device_.process(); }
     bool starved_for_rx_buffers() const override { return device_.starved_for_rx_buffers(); }
-    bool renotify() override {
-        device_.renotify();
-        return true;
-    }
+    bool renotify() override { return device_.renotify(); }
     bool owes_interrupt() const override { return device_.interrupt_owed(); }
     void flush_interrupt() override { device_.flush_owed_interrupt(); }
     bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept override {

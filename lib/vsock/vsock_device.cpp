@@ -159,8 +159,10 @@ bool vsock_device::starved_for_rx_buffers() const {
     return active() && mux_.has_output() && !queues_[rx_queue].driver_added_buffers();
 }
 
-void vsock_device::renotify() {
-    if (active() && transport_) transport_->resignal_used_buffers();
+bool vsock_device::renotify() {
+    if (!active() || !transport_) return false;
+    transport_->resignal_used_buffers();
+    return true;
 }
 
 std::string vsock_device::describe() const {

@@ -51,8 +51,9 @@ public:
     std::uint64_t packets_dropped() const noexcept { return dropped_; }
     /// Packets wait for the guest while the guest has posted no receive buffer.
     bool starved_for_rx_buffers() const;
-    /// Raises the used-buffer interrupt again (see vsock_host::lost_interrupt_watch).
-    void renotify();
+    /// Raises the used-buffer interrupt again (see vsock_host::lost_interrupt_watch); false,
+    /// raising nothing, while the driver has not brought the device up.
+    bool renotify();
     /// Queue indices and the muxer's connections, for stall diagnostics.
     std::string describe() const;
 

@@ -217,4 +217,14 @@ BOOST_AUTO_TEST_CASE(driver_reset_ends_connections_and_deactivates) {
     BOOST_TEST((mux.find(ep)->error() == vsock_errc::connection_reset));
 }
 
+BOOST_AUTO_TEST_CASE(a_renotify_raises_an_edge_while_the_driver_is_up_and_nothing_after_a_reset) {
+    irq.count = 0;
+    BOOST_TEST(dev.renotify());
+    BOOST_TEST(irq.count == 1);
+    BOOST_TEST((rd(0x60) & virtio::interrupt_used_buffer) != 0u);
+    wr(0x70, 0);  // the driver resets the device
+    BOOST_TEST(!dev.renotify());
+    BOOST_TEST(irq.count == 1);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
