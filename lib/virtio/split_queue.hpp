@@ -66,6 +66,11 @@ public:
     std::uint16_t next_used() const noexcept { return next_used_; }
     /// The driver's avail index as it is in guest memory now (diagnostics).
     std::uint16_t driver_avail_index() const { return load_u16(layout_.driver + 2); }
+    /// The used index the driver last said it had handled: `used_event`, after the avail ring.
+    /// Linux writes it whenever it re-enables callbacks, with VIRTIO_RING_F_EVENT_IDX or
+    /// without (we offer none), so in a stall report it tells whether the guest saw our last
+    /// used buffers. Diagnostics only: the guest may write anything there.
+    std::uint16_t driver_used_event() const { return load_u16(layout_.driver + 4 + 2u * layout_.size); }
 
 private:
     split_queue(const memory::guest_memory& mem, const queue_layout& layout) : mem_(&mem), layout_(layout) {}

@@ -172,7 +172,8 @@ std::string vsock_device::describe() const {
         const auto& q = queues_[i];
         out += std::string("  queue ") + names[i] + ": driver avail=" + std::to_string(q.driver_avail_index()) +
                " consumed=" + std::to_string(q.next_avail()) + " used=" + std::to_string(q.next_used()) +
-               " in_flight=" + std::to_string(q.in_flight()) + " wants_interrupt=" + std::to_string(q.should_notify()) + "\n";
+               " in_flight=" + std::to_string(q.in_flight()) + " wants_interrupt=" + std::to_string(q.should_notify()) +
+               " driver_used_event=" + std::to_string(q.driver_used_event()) + "\n";
     }
     return out + mux_.describe();
 }

@@ -56,6 +56,14 @@ BOOST_AUTO_TEST_CASE(chain_round_trips_readable_and_writable_buffers) {
     BOOST_TEST(f.queue->in_flight() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(the_drivers_used_event_is_read_from_after_the_avail_ring) {
+    fixture f;
+    // avail ring: flags, idx, ring[8], then used_event.
+    const std::uint16_t seen = 0x1234;
+    BOOST_REQUIRE(!f.mem.write(memory::guest_addr(f.driver->layout().driver + 4 + 2 * 8), std::as_bytes(std::span(&seen, 1))));
+    BOOST_TEST(f.queue->driver_used_event() == 0x1234);
+}
+
 BOOST_AUTO_TEST_CASE(head_index_outside_queue_is_an_error) {
     fixture f;
     f.driver->make_available(8);
