@@ -69,36 +69,41 @@ std::optional<double> kvm_userspace_exits() {
     return std::nullopt;
 }
 
+// How much a counter that may be unreadable grew over the measured stretches.
+struct counter_growth {
+    double total = 0;
+    bool known = true;
+    std::optional<double> at;
+    void start(std::optional<double> now) { at = now; }
+    void stop(std::optional<double> now) {
+        if (now && at) total += *now - *at;
+        else known = false;
+    }
+    std::optional<double> per(double operations) const {
+        if (!known || operations <= 0) return std::nullopt;
+        return total / operations;
+    }
+};
+
 // Host CPU time and guest exits spent in one kind of operation, over all its samples.
 struct cost_meter {
-    double cpu_us = 0, exits = 0, user_exits = 0, operations = 0;
-    bool exits_known = true, user_exits_known = true;
+    double cpu_us = 0, operations = 0;
     double cpu_at = 0;
-    std::optional<double> exits_at, user_exits_at;
+    counter_growth exits, user_exits;
     void start() {
-        exits_at = kvm_exits();
-        user_exits_at = kvm_userspace_exits();
+        exits.start(kvm_exits());
+        user_exits.start(kvm_userspace_exits());
         cpu_at = thread_cpu_us();
     }
     void stop(double ops) {
         cpu_us += thread_cpu_us() - cpu_at;
-        const auto now = kvm_exits();
-        if (now && exits_at) exits += *now - *exits_at;
-        else exits_known = false;
-        const auto user_now = kvm_userspace_exits();
-        if (user_now && user_exits_at) user_exits += *user_now - *user_exits_at;
-        else user_exits_known = false;
+        exits.stop(kvm_exits());
+        user_exits.stop(kvm_userspace_exits());
         operations += ops;
     }
     double cpu_per_op() const { return operations > 0 ? cpu_us / operations : 0; }
-    std::optional<double> exits_per_op() const {
-        if (!exits_known || operations <= 0) return std::nullopt;
-        return exits / operations;
-    }
-    std::optional<double> userspace_exits_per_op() const {
-        if (!user_exits_known || operations <= 0) return std::nullopt;
-        return user_exits / operations;
-    }
+    std::optional<double> exits_per_op() const { return exits.per(operations); }
+    std::optional<double> userspace_exits_per_op() const { return user_exits.per(operations); }
 };
 
 // A JSON number with one decimal, or null.
@@ -197,8 +202,8 @@ asio::awaitable<int> run(int runs, std::size_t mib) {
     // The spawn bench's exits, less those of the exec that ran it (an exec of `true` costs
     // about the same), spread over its spawns.
     std::optional<double> spawn_exits_per_spawn;
-    if (const auto per_exec = exec_cost.exits_per_op(); per_exec && spawn_cost.exits_known && spawns > 0)
-        spawn_exits_per_spawn = (spawn_cost.exits - *per_exec * spawn_cost.operations) / spawns;
+    if (const auto per_exec = exec_cost.exits_per_op(); per_exec && spawn_cost.exits.known && spawns > 0)
+        spawn_exits_per_spawn = (spawn_cost.exits.total - *per_exec * spawn_cost.operations) / spawns;
     const double rtt = median(rtt_us);
     const double spawn = median(spawn_us);  // median of the rounds' medians
     std::sort(round_ratios.begin(), round_ratios.end());

@@ -42,7 +42,7 @@ void vsock_host::complete(Handler handler, Args... args) {
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
     owner_ = keep_alive;
     link_->start([this] { on_link_activity(); }, keep_alive);
-    starvation_timer_.emplace(strand_, asio::steady_timer::time_point::max());
+    lost_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, lost_interrupt_watch(keep_alive), asio::detached);
     owed_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
     asio::co_spawn(strand_, owed_interrupt_watch(keep_alive), asio::detached);
@@ -65,33 +65,31 @@ void vsock_host::start(std::shared_ptr<void> keep_alive) {
 asio::awaitable<void> vsock_host::lost_interrupt_watch([[maybe_unused]] std::shared_ptr<void> keep_alive) {
     using namespace std::chrono_literals;
     while (!stopped_) {
-        auto [ec] = co_await starvation_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
+        auto [ec] = co_await lost_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // re-armed
         const auto now = std::chrono::steady_clock::now();
         if (link_->starved_for_rx_buffers()) {
-            if (link_->renotify()) {
-                ++renotifications_;
-                if (stall_log_interval().count() > 0)
-                    std::fprintf(stderr, "mimobox: vsock data waited 500 ms with no sign of the guest taking it; interrupt raised again (%llu)\n",
-                                 static_cast<unsigned long long>(renotifications_));
-            }
-            starvation_timer_->expires_after(500ms);
+            reraise_interrupt(renotifications_, "vsock data waited 500 ms with no sign of the guest taking it");
+            lost_interrupt_timer_->expires_after(500ms);
         } else if (!has_pending_operations()) {
-            starvation_timer_->expires_at(asio::steady_timer::time_point::max());
+            lost_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
         } else if (now - last_activity_ < quiet_guest_limit) {
-            starvation_timer_->expires_at(last_activity_ + quiet_guest_limit);
+            lost_interrupt_timer_->expires_at(last_activity_ + quiet_guest_limit);
         } else {
-            if (link_->renotify()) {
-                ++quiet_renotifications_;
-                if (stall_log_interval().count() > 0)
-                    std::fprintf(stderr, "mimobox: vsock operations waited %lld ms on a quiet guest; interrupt raised again (%llu)\n",
-                                 static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_activity_).count()),
-                                 static_cast<unsigned long long>(quiet_renotifications_));
-            }
-            starvation_timer_->expires_after(quiet_guest_limit);
+            const auto quiet_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_activity_).count();
+            reraise_interrupt(quiet_renotifications_,
+                              "vsock operations waited " + std::to_string(quiet_ms) + " ms on a quiet guest");
+            lost_interrupt_timer_->expires_after(quiet_guest_limit);
         }
     }
+}
+
+void vsock_host::reraise_interrupt(std::uint64_t& count, const std::string& why) {
+    if (!link_->renotify()) return;
+    ++count;
+    if (stall_log_interval().count() > 0)
+        std::fprintf(stderr, "mimobox: %s; interrupt raised again (%llu)\n", why.c_str(), static_cast<unsigned long long>(count));
 }
 
 // A held-back interrupt (TX completions: the guest's send buffers) normally rides on the next
@@ -180,7 +178,7 @@ void vsock_host::stop() {
     if (stopped_) return;
     stopped_ = true;
     if (stall_timer_) stall_timer_->cancel();
-    if (starvation_timer_) starvation_timer_->cancel();
+    if (lost_interrupt_timer_) lost_interrupt_timer_->cancel();
     if (owed_interrupt_timer_) owed_interrupt_timer_->cancel();
     link_->stop();
     muxer_.fail_all(vsock::vsock_errc::connection_reset);
@@ -331,9 +329,9 @@ void vsock_host::pump() {
         for (auto& [port, waiters] : std::exchange(accepting_, {}))
             for (auto& w : waiters) complete(std::move(w.handler), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
-    if (starvation_timer_ && starvation_timer_->expiry() == asio::steady_timer::time_point::max()) {
-        if (link_->starved_for_rx_buffers()) starvation_timer_->expires_after(std::chrono::milliseconds(500));
-        else if (has_pending_operations()) starvation_timer_->expires_after(quiet_guest_limit);
+    if (lost_interrupt_timer_ && lost_interrupt_timer_->expiry() == asio::steady_timer::time_point::max()) {
+        if (link_->starved_for_rx_buffers()) lost_interrupt_timer_->expires_after(std::chrono::milliseconds(500));
+        else if (has_pending_operations()) lost_interrupt_timer_->expires_after(quiet_guest_limit);
     }
     // The delay runs from the moment an interrupt becomes owed (activity does not push it back).
     if (owed_interrupt_timer_) {

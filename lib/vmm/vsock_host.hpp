@@ -90,6 +90,9 @@ private:
     void on_link_activity();
     boost::asio::awaitable<void> stall_watch(std::chrono::seconds interval, std::shared_ptr<void> keep_alive);
     boost::asio::awaitable<void> lost_interrupt_watch(std::shared_ptr<void> keep_alive);
+    /// Raises the guest's interrupt again through the link; counts it in `count` and, with the
+    /// stall log on, says why.
+    void reraise_interrupt(std::uint64_t& count, const std::string& why);
     boost::asio::awaitable<void> owed_interrupt_watch(std::shared_ptr<void> keep_alive);
     bool has_pending_operations() const;
     /// Moves packets both ways, then completes what can complete; repeats while that helps.
@@ -120,7 +123,7 @@ private:
     std::optional<boost::asio::steady_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted, or while operations
     // wait on the guest (see lost_interrupt_watch).
-    std::optional<boost::asio::steady_timer> starvation_timer_;
+    std::optional<boost::asio::steady_timer> lost_interrupt_timer_;
     // Armed once the link holds back an interrupt, and left armed when another interrupt carries
     // it (see owed_interrupt_watch): re-arming and cancelling it on every exchange cost more
     // host time than the rare spurious expiry.
