@@ -4,7 +4,9 @@
 // "Init reached" means the guest's init printed MIMOBOX_READY on the serial console: both VMs get
 // mimobox.test=idle, so the agent (/init) hands over to the test init, which prints it (QEMU's
 // peer has no vsock device, so the agent's own marker would not be comparable).
-//   boot_bench [RUNS]   (assets from MIMOBOX_VM_ASSETS_DIR; QEMU from PATH)
+//   boot_bench [RUNS] [pci|mmio]   (assets from MIMOBOX_VM_ASSETS_DIR; QEMU from PATH)
+// The second argument picks our vsock device's transport (virtio-pci, the default, makes the
+// guest enumerate a PCI bus at boot; virtio-mmio does not).
 #include <mimobox/vm/kvm_backend.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <iostream>
@@ -123,6 +126,11 @@ std::string list(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
     int runs = argc > 1 ? std::atoi(argv[1]) : 5;
+    const bool mmio = argc > 2 && std::strcmp(argv[2], "mmio") == 0;
+    if (argc > 2 && !mmio && std::strcmp(argv[2], "pci") != 0) {
+        std::cerr << "usage: boot_bench [RUNS] [pci|mmio]\n";
+        return 2;
+    }
     const char* dir = std::getenv("MIMOBOX_VM_ASSETS_DIR");
     if (!dir) {
         std::cerr << "MIMOBOX_VM_ASSETS_DIR is not set\n";
@@ -134,6 +142,7 @@ int main(int argc, char** argv) {
     cfg.memory_mib = 128;
     cfg.vcpu_count = 1;
     cfg.cmdline_extra = "mimobox.test=idle";
+    cfg.vsock = mmio ? mimobox::vm::vsock_link::virtio_mmio : mimobox::vm::vsock_link::virtio_pci;
     // The same guest arguments kvm_backend passes (lib/vmm/machine.cpp base_cmdline).
     const std::string cmdline = "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
                                 "8250.nr_uarts=1 tsc=reliable no_timer_check mimobox.test=idle";
@@ -147,8 +156,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     double m = median(ours), q = median(qemu);
-    std::printf("{\"bench\":\"boot_to_init\",\"runs\":%d,\"mimobox_ms\":%s,\"qemu_microvm_ms\":%s,"
+    std::printf("{\"bench\":\"boot_to_init\",\"link\":\"%s\",\"runs\":%d,\"mimobox_ms\":%s,\"qemu_microvm_ms\":%s,"
                 "\"mimobox_median_ms\":%.1f,\"qemu_median_ms\":%.1f,\"boot_ratio_vs_qemu\":%.3f}\n",
-                runs, list(ours).c_str(), list(qemu).c_str(), m, q, m / q);
+                mmio ? "mmio" : "pci", runs, list(ours).c_str(), list(qemu).c_str(), m, q, m / q);
     return 0;
 }

@@ -10,7 +10,7 @@ boost::system::error_code microvm_config::validate() const {
     if (memory_mib < min_memory_mib) return microvm_errc::memory_too_small;
     if (memory_mib > max_memory_mib) return microvm_errc::memory_too_large;
     if (vsock_cid < 3 || vsock_cid == 0xffffffffu) return microvm_errc::invalid_vsock_cid;
-    if (vsock != vsock_link::virtio_mmio && vsock != vsock_link::com2_uart) return microvm_errc::invalid_vsock_link;
+    if (vsock != vsock_link::virtio_mmio && vsock != vsock_link::virtio_pci && vsock != vsock_link::com2_uart) return microvm_errc::invalid_vsock_link;
     for (unsigned char c : cmdline_extra)
         if (c < 0x20 || c == 0x7f) return microvm_errc::cmdline_invalid;
     std::error_code fs_ec;

@@ -68,6 +68,19 @@ error_code vm::deassign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t
     return as_error(checked_ioctl(fd(), KVM_IOEVENTFD, &io));
 }
 
+error_code vm::assign_port_ioeventfd(int eventfd, std::uint16_t port, std::uint32_t len, std::uint64_t datamatch) noexcept {
+    auto io = make_ioeventfd(eventfd, port, len, datamatch, KVM_IOEVENTFD_FLAG_PIO);
+    return as_error(checked_ioctl(fd(), KVM_IOEVENTFD, &io));
+}
+
+error_code vm::signal_msi(std::uint64_t address, std::uint32_t data) noexcept {
+    kvm_msi msi{};
+    msi.address_lo = static_cast<std::uint32_t>(address);
+    msi.address_hi = static_cast<std::uint32_t>(address >> 32);
+    msi.data = data;
+    return as_error(checked_ioctl(fd(), KVM_SIGNAL_MSI, &msi));
+}
+
 result<vcpu> vm::create_vcpu(std::uint32_t id, int mmap_size) noexcept {
     auto r = checked_ioctl(fd(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
     if (!r) return r.error();

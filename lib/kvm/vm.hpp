@@ -29,6 +29,11 @@ public:
     /// KVM_IOEVENTFD on an MMIO address with a 4-byte datamatch (virtio QueueNotify).
     error_code assign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept;
     error_code deassign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept;
+    /// The same on a port (virtio-pci notifications).
+    error_code assign_port_ioeventfd(int eventfd, std::uint16_t port, std::uint32_t len, std::uint64_t datamatch) noexcept;
+    /// KVM_SIGNAL_MSI: delivers one message through the in-kernel local APICs. A message the
+    /// guest's APIC setup drops (KVM returns 0) is not an error.
+    error_code signal_msi(std::uint64_t address, std::uint32_t data) noexcept;
 
     /// `mmap_size` is system::vcpu_mmap_size(), passed in so the vm needs no back pointer.
     result<vcpu> create_vcpu(std::uint32_t id, int mmap_size) noexcept;

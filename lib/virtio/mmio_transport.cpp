@@ -25,10 +25,10 @@ void set_high(std::uint64_t& v, std::uint32_t hi) { v = (v & 0xffffffffull) | (s
 }  // namespace
 
 mmio_transport::mmio_transport(virtio_device& device, const memory::guest_memory& memory, devices::interrupt_line& irq)
-    : device_(device), memory_(memory), irq_(irq), queues_(device.queue_count()) {}
+    : handshake_(device, memory), irq_(irq) {}
 
 void mmio_transport::read(std::uint64_t offset, std::span<std::uint8_t> data) {
-    if (offset >= reg_config) return device_.read_config(offset - reg_config, data);
+    if (offset >= reg_config) return handshake_.device().read_config(offset - reg_config, data);
     std::fill(data.begin(), data.end(), std::uint8_t{0});
     if (data.size() != 4 || offset % 4) return;  // registers are 32-bit, aligned (spec §4.2.2.2)
     std::uint32_t v = read_register(offset);
@@ -37,7 +37,7 @@ void mmio_transport::read(std::uint64_t offset, std::span<std::uint8_t> data) {
 
 void mmio_transport::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     if (offset >= reg_config) {
-        if (!(status_ & status::device_needs_reset)) device_.write_config(offset - reg_config, data);
+        if (!handshake_.needs_reset()) handshake_.device().write_config(offset - reg_config, data);
         return;
     }
     if (data.size() != 4 || offset % 4) return;
@@ -62,69 +62,43 @@ bool mmio_transport::access_interrupt_registers(std::uint64_t offset, bool is_wr
     return false;
 }
 
-mmio_transport::queue_registers* mmio_transport::selected_queue() {
-    return queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
-}
-
-bool mmio_transport::queue_setup_allowed() const {
-    return (status_ & status::features_ok) && !(status_ & status::driver_ok) && !(status_ & status::failed);
-}
-
 std::uint32_t mmio_transport::read_register(std::uint64_t offset) {
     switch (offset) {
     case reg_magic: return magic;
     case reg_version: return 2;
-    case reg_device_id: return device_.device_id();
+    case reg_device_id: return handshake_.device().device_id();
     case reg_vendor_id: return vendor;
-    case reg_device_features: {
-        std::uint64_t f = device_.device_features() | feature_version_1;
-        return device_features_sel_ == 0 ? static_cast<std::uint32_t>(f)
-               : device_features_sel_ == 1 ? static_cast<std::uint32_t>(f >> 32) : 0;
-    }
-    case reg_queue_num_max: return selected_queue() ? device_.queue_max_size(queue_sel_) : 0;
-    case reg_queue_ready: return selected_queue() && selected_queue()->ready ? 1 : 0;
+    case reg_device_features: return handshake_.device_features_word(device_features_sel_);
+    case reg_queue_num_max: return handshake_.selected_max_size();
+    case reg_queue_ready: return handshake_.selected_queue() && handshake_.selected_queue()->ready ? 1 : 0;
     case reg_interrupt_status: return read_interrupt_status();
-    case reg_status: return status_;
-    case reg_config_generation: return config_generation_;
+    case reg_status: return handshake_.status();
+    case reg_config_generation: return handshake_.config_generation();
     default: return 0;
     }
 }
 
 void mmio_transport::write_register(std::uint64_t offset, std::uint32_t v) {
-    auto* q = selected_queue();
+    // Size and ring addresses only while the queue may be configured; silently ignored
+    // otherwise, as the spec leaves it to the device.
+    auto* q = handshake_.queue_configurable() ? handshake_.selected_queue() : nullptr;
     switch (offset) {
     case reg_device_features_sel: device_features_sel_ = v; break;
     case reg_driver_features_sel: driver_features_sel_ = v; break;
-    case reg_driver_features:
-        // Only between DRIVER and FEATURES_OK (spec §3.1.1).
-        if ((status_ & status::driver) && !(status_ & status::features_ok)) {
-            if (driver_features_sel_ == 0) set_low(driver_features_, v);
-            else if (driver_features_sel_ == 1) set_high(driver_features_, v);
-        }
-        break;
-    case reg_queue_sel: queue_sel_ = v; break;
-    case reg_queue_num:
-        if (q && queue_setup_allowed() && !q->ready) q->size = static_cast<std::uint16_t>(std::min<std::uint32_t>(v, 0xffff));
-        break;
-    case reg_queue_desc_low: if (q && queue_setup_allowed() && !q->ready) set_low(q->desc, v); break;
-    case reg_queue_desc_high: if (q && queue_setup_allowed() && !q->ready) set_high(q->desc, v); break;
-    case reg_queue_driver_low: if (q && queue_setup_allowed() && !q->ready) set_low(q->driver, v); break;
-    case reg_queue_driver_high: if (q && queue_setup_allowed() && !q->ready) set_high(q->driver, v); break;
-    case reg_queue_device_low: if (q && queue_setup_allowed() && !q->ready) set_low(q->device, v); break;
-    case reg_queue_device_high: if (q && queue_setup_allowed() && !q->ready) set_high(q->device, v); break;
+    case reg_driver_features: handshake_.set_driver_features_word(driver_features_sel_, v); break;
+    case reg_queue_sel: handshake_.select_queue(v); break;
+    case reg_queue_num: if (q) q->size = static_cast<std::uint16_t>(std::min<std::uint32_t>(v, 0xffff)); break;
+    case reg_queue_desc_low: if (q) set_low(q->desc, v); break;
+    case reg_queue_desc_high: if (q) set_high(q->desc, v); break;
+    case reg_queue_driver_low: if (q) set_low(q->driver, v); break;
+    case reg_queue_driver_high: if (q) set_high(q->driver, v); break;
+    case reg_queue_device_low: if (q) set_low(q->device, v); break;
+    case reg_queue_device_high: if (q) set_high(q->device, v); break;
     case reg_queue_ready:
-        if (!q || !queue_setup_allowed()) break;
-        if (v == 0) {
-            q->ready = false;
-        } else {
-            // Check the rings now so a bad setup fails here, not on the first notification.
-            bool size_ok = q->size != 0 && q->size <= device_.queue_max_size(queue_sel_) && (q->size & (q->size - 1)) == 0;
-            if (size_ok && split_queue::create(memory_, {q->size, q->desc, q->driver, q->device})) q->ready = true;
-            else fail_device();
-        }
+        if (!handshake_.set_selected_ready(v != 0)) fail_device();
         break;
     case reg_queue_notify:
-        if (active_ && !(status_ & status::device_needs_reset) && v < queues_.size()) device_.notify(v);
+        if (handshake_.active() && v < handshake_.queues().size()) handshake_.device().notify(v);
         break;
     case reg_interrupt_ack: acknowledge_interrupt(v); break;
     case reg_status: write_status(v); break;
@@ -133,40 +107,11 @@ void mmio_transport::write_register(std::uint64_t offset, std::uint32_t v) {
 }
 
 void mmio_transport::write_status(std::uint32_t v) {
-    if (v == 0) return reset();
-    // The driver only adds bits (spec §2.1.2); anything else is ignored.
-    if ((v & status_) != status_) return;
-    const std::uint32_t added = v & ~status_;
-    if (added & status::features_ok) {
-        const std::uint64_t offered = device_.device_features() | feature_version_1;
-        if ((driver_features_ & ~offered) || !(driver_features_ & feature_version_1)) v &= ~status::features_ok;
+    if (v == 0) {
+        device_features_sel_ = driver_features_sel_ = 0;
+        interrupt_status_.store(0, std::memory_order_release);
     }
-    if ((added & status::driver_ok) && !active_) {
-        if (!(v & status::features_ok)) return;
-        std::vector<split_queue> ready;
-        for (std::size_t i = 0; i < queues_.size(); ++i) {
-            auto& q = queues_[i];
-            if (!q.ready) break;
-            ready.push_back(split_queue::create(memory_, {q.size, q.desc, q.driver, q.device}).value());
-        }
-        status_ = v;
-        if (ready.size() != queues_.size() || device_.activate(driver_features_, std::move(ready))) return fail_device();
-        active_ = true;
-        return;
-    }
-    status_ = v;
-}
-
-void mmio_transport::reset() {
-    device_.reset();  // idempotent for devices; also after fail_device, which leaves it to this
-    active_ = false;
-    status_ = 0;
-    device_features_sel_ = driver_features_sel_ = 0;
-    driver_features_ = 0;
-    queue_sel_ = 0;
-    interrupt_status_.store(0, std::memory_order_release);
-    for (auto& q : queues_) q = {};
-    ++config_generation_;
+    if (!handshake_.write_status(v)) fail_device();
 }
 
 void mmio_transport::signal_used_buffers() {
@@ -178,9 +123,7 @@ void mmio_transport::signal_used_buffers() {
 }
 
 void mmio_transport::fail_device() {
-    if (status_ & status::device_needs_reset) return;
-    status_ |= status::device_needs_reset;
-    active_ = false;  // no more notifications reach the device until the driver resets it
+    if (!handshake_.mark_needs_reset()) return;
     interrupt_status_.fetch_or(interrupt_config_change, std::memory_order_acq_rel);
     raise_edge();
 }

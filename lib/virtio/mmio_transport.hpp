@@ -7,6 +7,8 @@
 #include "devices/bus_device.hpp"
 #include "devices/interrupt_line.hpp"
 #include "memory/guest_memory.hpp"
+#include "virtio/device_handshake.hpp"
+#include "virtio/transport.hpp"
 #include "virtio/virtio_device.hpp"
 
 #include <atomic>
@@ -16,14 +18,7 @@
 
 namespace mimobox::virtio {
 
-namespace status {
-inline constexpr std::uint32_t acknowledge = 1, driver = 2, driver_ok = 4, features_ok = 8,
-                               device_needs_reset = 64, failed = 128;
-}
-inline constexpr std::uint64_t feature_version_1 = 1ull << 32;
-inline constexpr std::uint32_t interrupt_used_buffer = 1, interrupt_config_change = 2;
-
-class mmio_transport final : public devices::bus_device {
+class mmio_transport final : public devices::bus_device, public transport {
 public:
     mmio_transport(virtio_device& device, const memory::guest_memory& memory, devices::interrupt_line& irq);
 
@@ -32,21 +27,17 @@ public:
 
     /// Raises the used-buffer interrupt (the device calls this after returning buffers); no new
     /// edge while the guest has not acknowledged the previous one.
-    void signal_used_buffers();
+    void signal_used_buffers() override;
     /// Sets the used-buffer bit and raises an edge unconditionally (recovery from a lost one).
-    void resignal_used_buffers() {
+    void resignal_used_buffers() override {
         interrupt_status_.fetch_or(interrupt_used_buffer, std::memory_order_acq_rel);
         raise_edge();
     }
-    /// The device found the driver breaking the contract: DEVICE_NEEDS_RESET plus a
-    /// configuration-change interrupt, and the device is told nothing more until the driver
-    /// resets it. The caller (the device) stops using its queues itself: the transport does
-    /// not call back into it from here, so this is safe inside the device's own processing.
-    void fail_device();
+    void fail_device() override;
 
-    std::uint32_t device_status() const noexcept { return status_; }
-    std::uint64_t driver_features() const noexcept { return driver_features_; }
-    bool active() const noexcept { return active_; }
+    std::uint32_t device_status() const noexcept { return handshake_.status(); }
+    std::uint64_t driver_features() const noexcept { return handshake_.driver_features(); }
+    bool active() const noexcept { return handshake_.active(); }
     std::uint32_t interrupt_status() const noexcept { return interrupt_status_.load(std::memory_order_acquire); }
     /// For stall diagnostics: edges raised, and the guest's reads of InterruptStatus (one per
     /// interrupt it takes).
@@ -63,15 +54,9 @@ public:
     bool access_interrupt_registers(std::uint64_t offset, bool is_write, std::span<std::uint8_t> data) noexcept;
 
 private:
-    struct queue_registers {
-        std::uint16_t size = 0;
-        bool ready = false;
-        std::uint64_t desc = 0, driver = 0, device = 0;
-    };
     std::uint32_t read_register(std::uint64_t offset);
     void write_register(std::uint64_t offset, std::uint32_t value);
     void write_status(std::uint32_t value);
-    void reset();
     std::uint32_t read_interrupt_status() noexcept {
         status_reads_.fetch_add(1, std::memory_order_relaxed);
         return interrupt_status();
@@ -80,21 +65,12 @@ private:
         edges_raised_.fetch_add(1, std::memory_order_relaxed);
         irq_.trigger();
     }
-    queue_registers* selected_queue();
-    bool queue_setup_allowed() const;
 
-    virtio_device& device_;
-    const memory::guest_memory& memory_;
+    device_handshake handshake_;
     devices::interrupt_line& irq_;
-    std::uint32_t status_ = 0;
     std::uint32_t device_features_sel_ = 0, driver_features_sel_ = 0;
-    std::uint64_t driver_features_ = 0;
-    std::uint32_t queue_sel_ = 0;
-    std::uint32_t config_generation_ = 0;
     std::atomic<std::uint32_t> interrupt_status_{0};
     std::atomic<std::uint64_t> edges_raised_{0}, status_reads_{0};
-    std::vector<queue_registers> queues_;
-    bool active_ = false;
 };
 
 }  // namespace mimobox::virtio

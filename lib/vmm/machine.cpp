@@ -45,7 +45,9 @@ constexpr const char* base_cmdline =
     "tsc=reliable no_timer_check";
 // The vsock device at the start of the MMIO gap, GSI 5 (Linux: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES);
 // Linux probes no UART beyond the console.
-constexpr const char* virtio_vsock_cmdline = "8250.nr_uarts=1 virtio_mmio.device=4K@0xd0000000:5";
+constexpr const char* virtio_mmio_vsock_cmdline = "8250.nr_uarts=1 virtio_mmio.device=4K@0xd0000000:5";
+// virtio-pci needs no argument: Linux probes the bus itself.
+constexpr const char* virtio_pci_vsock_cmdline = "8250.nr_uarts=1";
 static_assert(vmm::virtio_vsock_link::mmio_base == boot::layout::virtio_mmio_base && vmm::virtio_vsock_link::gsi == 5);
 // Or no virtio at all: ttyS1 (COM2, the legacy port Linux probes at 0x2f8/IRQ 3) carries vsock,
 // and the agent learns that, and its CID, from these (guest/agent/serial_bridge.hpp).
@@ -201,8 +203,10 @@ machine::error_code machine::prepare_images() {
     if (config_.vsock == vsock_link::com2_uart) {
         if (auto ec = cmdline.append(serial_vsock_cmdline)) return ec;
         if (auto ec = cmdline.append("mimobox.vsock_cid=" + std::to_string(config_.vsock_cid))) return ec;
+    } else if (config_.vsock == vsock_link::virtio_mmio) {
+        if (auto ec = cmdline.append(virtio_mmio_vsock_cmdline)) return ec;
     } else {
-        if (auto ec = cmdline.append(virtio_vsock_cmdline)) return ec;
+        if (auto ec = cmdline.append(virtio_pci_vsock_cmdline)) return ec;
     }
     if (auto ec = cmdline.append(config_.cmdline_extra)) return ec;
     if (auto ec = cmdline.check_length(std::min<std::size_t>(image->cmdline_size, boot::layout::cmdline_max - 1)))

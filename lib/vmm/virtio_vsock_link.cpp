@@ -12,21 +12,46 @@ namespace mimobox::vmm {
 namespace asio = boost::asio;
 
 virtio_vsock_link::virtio_vsock_link(asio::strand<asio::any_io_executor> strand, const memory::guest_memory& memory,
-                                     vsock::muxer& mux)
-    : strand_(std::move(strand)), device_(memory, mux), transport_(device_, memory, irq_) {
-    device_.attach(transport_);
+                                     vsock::muxer& mux, vm::vsock_link bus)
+    : strand_(std::move(strand)), device_(memory, mux) {
+    if (bus == vm::vsock_link::virtio_mmio) {
+        device_.attach(mmio_.emplace(device_, memory, irq_));
+    } else {
+        device_.attach(pci_.emplace(device_, memory, msi_, pci_placement));
+        pci_host_.add(pci_slot, *pci_);
+    }
 }
 
-virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bus&, devices::bus& mmio) {
-    constexpr std::uint64_t queue_notify = 0x50;
-    irq_.connect(vm, gsi);
-    if (!mmio.add(mmio_base, mmio_size, transport_)) return error_code(EEXIST, boost::system::system_category());
+virtio_vsock_link::error_code virtio_vsock_link::add_queue_event(std::size_t, const std::function<error_code(int)>& assign) {
+    kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd) return error_code(errno, boost::system::system_category());
+    if (auto ec = assign(fd.get())) return ec;
+    queue_events_.emplace_back(strand_, fd.release());
+    return {};
+}
+
+virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bus& pio, devices::bus& mmio) {
+    const auto taken = error_code(EEXIST, boost::system::system_category());
+    if (mmio_) {
+        constexpr std::uint64_t queue_notify = 0x50;
+        irq_.connect(vm, gsi);
+        if (!mmio.add(mmio_base, mmio_size, *mmio_)) return taken;
+        for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
+            // The guest's QueueNotify write of `q` now signals this eventfd inside KVM.
+            if (auto ec = add_queue_event(q, [&](int fd) { return vm.assign_ioeventfd(fd, mmio_base + queue_notify, 4, q); }))
+                return ec;
+        }
+        return {};
+    }
+    msi_.connect(vm);
+    if (!pio.add(devices::pci_host::port_base, devices::pci_host::port_count, pci_host_) ||
+        !mmio.add(pci_placement.registers, virtio::pci_transport::registers_size, pci_->registers()) ||
+        !pio.add(pci_placement.notify, virtio::pci_transport::notify_ports, pci_->notifications()))
+        return taken;
     for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
-        kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-        if (!fd) return error_code(errno, boost::system::system_category());
-        // The guest's QueueNotify write of `q` now signals this eventfd inside KVM.
-        if (auto ec = vm.assign_ioeventfd(fd.get(), mmio_base + queue_notify, 4, q)) return ec;
-        queue_events_.emplace_back(strand_, fd.release());
+        // A 16-bit write of `q` to the queue's port signals this eventfd inside KVM.
+        if (auto ec = add_queue_event(q, [&](int fd) { return vm.assign_port_ioeventfd(fd, pci_->notify_port(q), 2, q); }))
+            return ec;
     }
     return {};
 }
@@ -57,9 +82,13 @@ asio::awaitable<void> virtio_vsock_link::queue_worker(std::size_t index, [[maybe
 }
 
 std::string virtio_vsock_link::describe() const {
-    return device_.describe() + "  transport interrupt_status=" + std::to_string(transport_.interrupt_status()) +
-           " device_status=" + std::to_string(transport_.device_status()) + " edges=" +
-           std::to_string(transport_.edges_raised()) + " status_reads=" + std::to_string(transport_.status_reads()) + "\n";
+    if (mmio_)
+        return device_.describe() + "  virtio-mmio interrupt_status=" + std::to_string(mmio_->interrupt_status()) +
+               " device_status=" + std::to_string(mmio_->device_status()) + " edges=" +
+               std::to_string(mmio_->edges_raised()) + " status_reads=" + std::to_string(mmio_->status_reads()) + "\n";
+    return device_.describe() + "  virtio-pci device_status=" + std::to_string(pci_->device_status()) +
+           " msix=" + (pci_->msix_enabled() ? "on" : "off") + " messages_sent=" + std::to_string(pci_->messages_sent()) +
+           " messages_held=" + std::to_string(pci_->messages_held()) + "\n";
 }
 
 }  // namespace mimobox::vmm

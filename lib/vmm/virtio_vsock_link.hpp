@@ -1,11 +1,19 @@
-// The virtio-vsock link: the device model behind a virtio-mmio transport at 0xd0000000, its
-// interrupt on GSI 5 (KVM_IRQ_LINE, see kvm_irq_line.hpp) and one ioeventfd per queue, each
-// drained by a coroutine.
+// The virtio-vsock link: the device model behind a virtio-pci function (default) or a
+// virtio-mmio window, one ioeventfd per queue, each drained by a coroutine.
+// - virtio-pci: device 1 on bus 0 (configuration mechanism 1, whose ports this link registers:
+//   it is the VM's only PCI device), registers in BAR 0 at 0xd0000000, notifications on ports
+//   0x6000 + 2q, MSI-X through KVM_SIGNAL_MSI.
+// - virtio-mmio: 0xd0000000, GSI 5 (KVM_IRQ_LINE, see kvm_irq_line.hpp), declared to the guest
+//   on its command line.
 #pragma once
 
+#include "devices/pci_host.hpp"
 #include "memory/guest_memory.hpp"
+#include "mimobox/vm/microvm_config.hpp"
 #include "virtio/mmio_transport.hpp"
+#include "virtio/pci_transport.hpp"
 #include "vmm/kvm_irq_line.hpp"
+#include "vmm/kvm_msi.hpp"
 #include "vmm/vsock_link.hpp"
 #include "vsock/vsock_device.hpp"
 
@@ -14,6 +22,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <optional>
 #include <vector>
 
 namespace mimobox::vmm {
@@ -23,9 +32,12 @@ public:
     static constexpr std::uint64_t mmio_base = 0xd0000000;
     static constexpr std::uint64_t mmio_size = 0x1000;
     static constexpr std::uint32_t gsi = 5;
+    static constexpr unsigned pci_slot = 1;
+    static constexpr virtio::pci_transport::placement pci_placement{0xd0000000, 0x6000};
 
+    /// `bus` is vm::vsock_link::virtio_pci or virtio_mmio.
     virtio_vsock_link(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
-                      vsock::muxer& mux);
+                      vsock::muxer& mux, vm::vsock_link bus);
 
     error_code attach(kvm::vm& vm, devices::bus& pio, devices::bus& mmio) override;
     void start(std::function<void()> on_activity, std::shared_ptr<void> keep_alive) override;
@@ -36,18 +48,22 @@ public:
     bool owes_interrupt() const override { return device_.interrupt_owed(); }
     void flush_interrupt() override { device_.flush_owed_interrupt(); }
     bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept override {
-        return addr >= mmio_base && addr < mmio_base + mmio_size &&
-               transport_.access_interrupt_registers(addr - mmio_base, is_write, data);
+        return mmio_ && addr >= mmio_base && addr < mmio_base + mmio_size &&
+               mmio_->access_interrupt_registers(addr - mmio_base, is_write, data);
     }
     std::string describe() const override;
 
 private:
     boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);
+    error_code add_queue_event(std::size_t queue, const std::function<error_code(int fd)>& assign);
 
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     vsock::vsock_device device_;
     kvm_irq_line irq_;
-    virtio::mmio_transport transport_;
+    kvm_msi msi_;
+    std::optional<virtio::mmio_transport> mmio_;  // exactly one of these two
+    std::optional<virtio::pci_transport> pci_;
+    devices::pci_host pci_host_;
     std::vector<boost::asio::posix::stream_descriptor> queue_events_;
     std::function<void()> on_activity_;
     bool stopped_ = false;

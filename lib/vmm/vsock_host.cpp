@@ -24,7 +24,7 @@ vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, const memory:
                        std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream)
     : vsock_host(strand, guest_cid, [&](vsock::muxer& mux) -> std::unique_ptr<vsock_link> {
           if (kind == vm::vsock_link::com2_uart) return std::make_unique<serial_vsock_link>(mux);
-          return std::make_unique<virtio_vsock_link>(strand, memory, mux);
+          return std::make_unique<virtio_vsock_link>(strand, memory, mux, kind);
       }, std::move(make_stream)) {}
 
 vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, std::uint64_t guest_cid, const link_factory& make_link,

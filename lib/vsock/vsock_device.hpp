@@ -4,7 +4,7 @@
 // fails the device (DEVICE_NEEDS_RESET) through the transport.
 #pragma once
 
-#include "virtio/mmio_transport.hpp"
+#include "virtio/transport.hpp"
 #include "virtio/virtio_device.hpp"
 #include "vsock/muxer.hpp"
 
@@ -22,7 +22,7 @@ public:
 
     vsock_device(const memory::guest_memory& memory, muxer& mux) : memory_(memory), mux_(mux) {}
     /// The transport in front of this device, for interrupts and failure reports.
-    void attach(virtio::mmio_transport& transport) { transport_ = &transport; }
+    void attach(virtio::transport& transport) { transport_ = &transport; }
 
     std::uint32_t device_id() const override { return 19; }
     std::uint64_t device_features() const override { return 0; }  // stream only, no extras
@@ -66,7 +66,7 @@ private:
 
     const memory::guest_memory& memory_;
     muxer& mux_;
-    virtio::mmio_transport* transport_ = nullptr;
+    virtio::transport* transport_ = nullptr;
     std::vector<virtio::split_queue> queues_;
     std::uint64_t dropped_ = 0;
     std::uint32_t tx_completions_unsignalled_ = 0;

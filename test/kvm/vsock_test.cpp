@@ -53,18 +53,33 @@ asio::awaitable<std::vector<std::uint8_t>> echo(kvm_backend& vm, vsock_stream& s
     co_return back;
 }
 
+// Boots `cfg` (an echo guest), echoes `bytes` random bytes through one connection, checks them
+// and stops the VM.
+asio::awaitable<void> echo_through_new_guest(asio::io_context& ctx, vm::microvm_config cfg, std::size_t bytes, unsigned seed) {
+    kvm_backend vm(ctx.get_executor(), std::move(cfg));
+    co_await boot_echo_guest(vm);
+    auto [ec, s] = co_await vm.async_vsock_connect(echo_port, asio::as_tuple(asio::use_awaitable));
+    BOOST_REQUIRE_MESSAGE(!ec, "connect: " << ec.message());
+    auto data = random_bytes(bytes, seed);
+    auto back = co_await echo(vm, s, data);
+    BOOST_TEST((back == data));
+    co_await vm.async_stop(asio::use_awaitable);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(sixty_four_mib_of_random_bytes_echoed_through_the_guest_arrive_identical) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
-        kvm_backend vm(ctx.get_executor(), guest_config("mimobox.test=vsock-echo=5000", 2, 256));
-        co_await boot_echo_guest(vm);
-        auto [ec, s] = co_await vm.async_vsock_connect(echo_port, asio::as_tuple(asio::use_awaitable));
-        BOOST_REQUIRE_MESSAGE(!ec, "connect: " << ec.message());
-        auto data = random_bytes(std::size_t(64) << 20, 1);
-        auto back = co_await echo(vm, s, data);
-        BOOST_TEST((back == data));
-        co_await vm.async_stop(asio::use_awaitable);
+        co_await echo_through_new_guest(ctx, guest_config("mimobox.test=vsock-echo=5000", 2, 256), std::size_t(64) << 20, 1);
+    });
+}
+
+// virtio-pci is the default; the virtio-mmio transport carries the same device.
+BOOST_AUTO_TEST_CASE(the_virtio_mmio_transport_echoes_eight_mib_as_well) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto cfg = guest_config("mimobox.test=vsock-echo=5000", 1, 256);
+        cfg.vsock = vm::vsock_link::virtio_mmio;
+        co_await echo_through_new_guest(ctx, cfg, std::size_t(8) << 20, 3);
     });
 }
 

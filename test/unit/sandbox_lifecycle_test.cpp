@@ -97,7 +97,7 @@ BOOST_AUTO_TEST_CASE(the_serial_transport_selects_the_com2_vsock_link) {
     microvm_sandbox sb(ctx.get_executor(), missing_kernel(), config);
     BOOST_TEST((sb.backend().config().vsock == vsock_link::com2_uart));
     microvm_sandbox plain(ctx.get_executor(), missing_kernel(), sandbox_config{});
-    BOOST_TEST((plain.backend().config().vsock == vsock_link::virtio_mmio));
+    BOOST_TEST((plain.backend().config().vsock == vsock_link::virtio_pci));
 }
 
 BOOST_AUTO_TEST_CASE(an_unknown_transport_is_refused_as_unsupported) {

@@ -1,0 +1,80 @@
+#include "virtio/device_handshake.hpp"
+
+namespace mimobox::virtio {
+
+std::uint32_t device_handshake::device_features_word(std::uint32_t select) const {
+    const std::uint64_t f = device_.device_features() | feature_version_1;
+    return select == 0 ? static_cast<std::uint32_t>(f) : select == 1 ? static_cast<std::uint32_t>(f >> 32) : 0;
+}
+
+void device_handshake::set_driver_features_word(std::uint32_t select, std::uint32_t v) {
+    if (!(status_ & status::driver) || (status_ & status::features_ok)) return;
+    if (select == 0) driver_features_ = (driver_features_ & ~0xffffffffull) | v;
+    else if (select == 1) driver_features_ = (driver_features_ & 0xffffffffull) | (std::uint64_t(v) << 32);
+}
+
+bool device_handshake::queue_configurable() const {
+    const auto* q = queue_sel_ < queues_.size() ? &queues_[queue_sel_] : nullptr;
+    return q && !q->ready && (status_ & status::features_ok) && !(status_ & status::driver_ok) &&
+           !(status_ & status::failed);
+}
+
+bool device_handshake::set_selected_ready(bool ready) {
+    auto* q = selected_queue();
+    if (!q || !(status_ & status::features_ok) || (status_ & (status::driver_ok | status::failed))) return true;
+    if (!ready) {
+        q->ready = false;
+        return true;
+    }
+    const bool size_ok = q->size != 0 && q->size <= device_.queue_max_size(queue_sel_) && (q->size & (q->size - 1)) == 0;
+    if (!size_ok || !split_queue::create(memory_, {q->size, q->desc, q->driver, q->device})) return false;
+    q->ready = true;
+    return true;
+}
+
+bool device_handshake::write_status(std::uint32_t v) {
+    if (v == 0) {
+        reset();
+        return true;
+    }
+    // The driver only adds bits (spec §2.1.2); anything else is ignored.
+    if ((v & status_) != status_) return true;
+    const std::uint32_t added = v & ~status_;
+    if (added & status::features_ok) {
+        const std::uint64_t offered = device_.device_features() | feature_version_1;
+        if ((driver_features_ & ~offered) || !(driver_features_ & feature_version_1)) v &= ~status::features_ok;
+    }
+    if ((added & status::driver_ok) && !active_) {
+        if (!(v & status::features_ok)) return true;
+        std::vector<split_queue> ready;
+        for (const auto& q : queues_) {
+            if (!q.ready) break;
+            ready.push_back(split_queue::create(memory_, {q.size, q.desc, q.driver, q.device}).value());
+        }
+        status_ = v;
+        if (ready.size() != queues_.size() || device_.activate(driver_features_, std::move(ready))) return false;
+        active_ = true;
+        return true;
+    }
+    status_ = v;
+    return true;
+}
+
+bool device_handshake::mark_needs_reset() {
+    if (status_ & status::device_needs_reset) return false;
+    status_ |= status::device_needs_reset;
+    active_ = false;  // no more notifications reach the device until the driver resets it
+    return true;
+}
+
+void device_handshake::reset() {
+    device_.reset();  // idempotent for devices; also after a failure, which leaves it to this
+    active_ = false;
+    status_ = 0;
+    driver_features_ = 0;
+    queue_sel_ = 0;
+    for (auto& q : queues_) q = {};
+    ++config_generation_;
+}
+
+}  // namespace mimobox::virtio
