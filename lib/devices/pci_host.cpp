@@ -20,10 +20,11 @@ bool pci_host::add(unsigned slot, pci_function& function) {
 }
 
 pci_function* pci_host::selected(std::uint64_t data_offset, std::size_t width, std::uint32_t& reg) const {
-    if (!(address_ & enable_bit)) return nullptr;
-    const std::uint32_t bus = (address_ >> 16) & 0xff, device = (address_ >> 11) & 0x1f, function = (address_ >> 8) & 7;
+    const std::uint32_t address = address_.load(std::memory_order_relaxed);
+    if (!(address & enable_bit)) return nullptr;
+    const std::uint32_t bus = (address >> 16) & 0xff, device = (address >> 11) & 0x1f, function = (address >> 8) & 7;
     if (bus != 0 || function != 0) return nullptr;
-    reg = (address_ & 0xfc) + static_cast<std::uint32_t>(data_offset);
+    reg = (address & 0xfc) + static_cast<std::uint32_t>(data_offset);
     if (reg % width) return nullptr;  // unaligned: no chipset forwards it
     return slots_[device];
 }
@@ -32,7 +33,10 @@ void pci_host::read(std::uint64_t offset, std::span<std::uint8_t> data) {
     std::fill(data.begin(), data.end(), std::uint8_t{0xff});  // absent device: all ones
     if (offset < 4) {
         // Only the whole latch reads back (Linux's probe checks exactly that).
-        if (offset == 0 && data.size() == 4) std::memcpy(data.data(), &address_, 4);
+        if (offset == 0 && data.size() == 4) {
+            const std::uint32_t address = address_.load(std::memory_order_relaxed);
+            std::memcpy(data.data(), &address, 4);
+        }
         return;
     }
     std::uint32_t reg = 0;
@@ -42,7 +46,11 @@ void pci_host::read(std::uint64_t offset, std::span<std::uint8_t> data) {
 void pci_host::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     if (offset < 4) {
         // Byte writes to 0xcfb are the old mechanism-2 probe's; only a 32-bit write sets the latch.
-        if (offset == 0 && data.size() == 4) std::memcpy(&address_, data.data(), 4);
+        if (offset == 0 && data.size() == 4) {
+            std::uint32_t address;
+            std::memcpy(&address, data.data(), 4);
+            address_.store(address, std::memory_order_relaxed);
+        }
         return;
     }
     std::uint32_t reg = 0;

@@ -64,7 +64,9 @@ void pci_transport::config_read(std::uint32_t offset, std::span<std::uint8_t> da
         put(at + 8, bar_offset, 4);
         put(at + 12, bar_length, 4);
     };
+    std::lock_guard lock(msix_mutex_);
     put(0x00, virtio_vendor, 2);
+    // device_id() is a constant of the device type: safe from this thread.
     put(0x02, modern_device_base + handshake_.device().device_id(), 2);
     put(0x04, command_, 2);
     put(0x06, 0x10, 2);  // status: capability list present
@@ -90,6 +92,7 @@ void pci_transport::config_read(std::uint32_t offset, std::span<std::uint8_t> da
 void pci_transport::config_write(std::uint32_t offset, std::span<const std::uint8_t> data) {
     const std::uint64_t v = load_le(data);
     const std::size_t width = data.size();
+    std::lock_guard lock(msix_mutex_);
     if (offset == 0x04 && width >= 2) {
         command_ = static_cast<std::uint16_t>(v);  // decoding is never turned off (see header)
     } else if (offset == bar0_reg && width == 4) {
@@ -99,7 +102,7 @@ void pci_transport::config_write(std::uint32_t offset, std::span<const std::uint
     } else if ((offset == cap_msix + 2 && width == 2) || (offset == cap_msix && width == 4)) {
         const auto control = static_cast<std::uint16_t>(width == 4 ? v >> 16 : v);
         msix_control_ = control & (msix_enable | msix_function_mask);
-        deliver_pending();
+        deliver_pending_locked();
     }
 }
 
@@ -117,11 +120,13 @@ void pci_transport::read_registers(std::uint64_t offset, std::span<std::uint8_t>
         handshake_.device().read_config(offset - device_offset, data);
     } else if (offset >= msix_table_offset && offset + width <= msix_table_offset + 16 * msix_vectors &&
                (width == 4 || width == 8) && offset % width == 0) {
+        std::lock_guard lock(msix_mutex_);
         const auto& e = msix_table_[(offset - msix_table_offset) / 16];
         const std::uint32_t words[4] = {e.address_low, e.address_high, e.data, e.control};
         const std::size_t word = (offset % 16) / 4;
         store_le(data, width == 8 ? words[word] | std::uint64_t(words[word + 1]) << 32 : words[word]);
     } else if (offset == msix_pba_offset && (width == 4 || width == 8)) {
+        std::lock_guard lock(msix_mutex_);
         store_le(data, msix_pending_);
     }
 }
@@ -197,13 +202,14 @@ void pci_transport::write_common(std::uint64_t offset, std::size_t width, std::u
 }
 
 void pci_transport::write_msix_table(std::uint64_t offset, std::size_t width, std::uint64_t v) {
+    std::lock_guard lock(msix_mutex_);
     auto& e = msix_table_[offset / 16];
     std::uint32_t* words[4] = {&e.address_low, &e.address_high, &e.data, &e.control};
     const std::size_t word = (offset % 16) / 4;
     *words[word] = static_cast<std::uint32_t>(v);
     if (width == 8) *words[word + 1] = static_cast<std::uint32_t>(v >> 32);
     e.control &= 1;  // only the mask bit exists
-    deliver_pending();
+    deliver_pending_locked();
 }
 
 void pci_transport::reset_transport() {
@@ -235,23 +241,28 @@ void pci_transport::write_notify(std::uint64_t offset, std::span<const std::uint
 // ---- interrupts
 
 void pci_transport::send_vector(std::uint16_t vector) {
-    if (vector >= msix_vectors || !msix_enabled()) return;  // no INTx to fall back on
+    std::lock_guard lock(msix_mutex_);
+    send_vector_locked(vector);
+}
+
+void pci_transport::send_vector_locked(std::uint16_t vector) {
+    if (vector >= msix_vectors || !(msix_control_ & msix_enable)) return;  // no INTx to fall back on
     const auto& e = msix_table_[vector];
     if ((msix_control_ & msix_function_mask) || (e.control & 1)) {
         msix_pending_ |= 1ull << vector;
-        ++messages_held_;
+        messages_held_.fetch_add(1, std::memory_order_relaxed);
         return;
     }
-    ++messages_sent_;
+    messages_sent_.fetch_add(1, std::memory_order_relaxed);
     msi_.signal(std::uint64_t(e.address_high) << 32 | e.address_low, e.data);
 }
 
-void pci_transport::deliver_pending() {
-    if (!msix_enabled() || (msix_control_ & msix_function_mask)) return;
+void pci_transport::deliver_pending_locked() {
+    if (!(msix_control_ & msix_enable) || (msix_control_ & msix_function_mask)) return;
     for (std::uint16_t v = 0; v < msix_vectors; ++v) {
         if (!(msix_pending_ & (1ull << v)) || (msix_table_[v].control & 1)) continue;
         msix_pending_ &= ~(1ull << v);
-        send_vector(v);
+        send_vector_locked(v);
     }
 }
 

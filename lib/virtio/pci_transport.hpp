@@ -13,7 +13,10 @@
 // handler then scans every queue, which the vsock device relies on when it folds TX
 // completions into the next RX interrupt. BARs are placed by the VMM and stay there: sizing
 // works, other BAR writes are ignored. No INTx: a driver that will not use MSI-X gets no
-// interrupts. Runs on the VM's strand (every access is an exit handled there).
+// interrupts.
+// Threads: BAR accesses, notifications and interrupts come from the VM's strand; configuration
+// space accesses come from vCPU threads (pci_host). What both touch (the command register, BAR
+// sizing, MSI-X control, table and pending bits) is under msix_mutex_; the rest is the strand's.
 #pragma once
 
 #include "devices/bus_device.hpp"
@@ -24,7 +27,9 @@
 #include "virtio/transport.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <span>
 
 namespace mimobox::virtio {
@@ -66,10 +71,13 @@ public:
 
     std::uint32_t device_status() const noexcept { return handshake_.status(); }
     bool active() const noexcept { return handshake_.active(); }
-    bool msix_enabled() const noexcept { return msix_control_ & msix_enable; }
+    bool msix_enabled() const {
+        std::lock_guard lock(msix_mutex_);
+        return msix_control_ & msix_enable;
+    }
     /// For stall diagnostics: MSI messages sent, and those held back by a mask (pending).
-    std::uint64_t messages_sent() const noexcept { return messages_sent_; }
-    std::uint64_t messages_held() const noexcept { return messages_held_; }
+    std::uint64_t messages_sent() const noexcept { return messages_sent_.load(std::memory_order_relaxed); }
+    std::uint64_t messages_held() const noexcept { return messages_held_.load(std::memory_order_relaxed); }
 
 private:
     static constexpr std::uint16_t msix_enable = 0x8000, msix_function_mask = 0x4000;
@@ -99,22 +107,27 @@ private:
     void restore_default_queue_sizes();
     std::uint16_t checked_vector(std::uint16_t vector) const noexcept { return vector < msix_vectors ? vector : no_vector; }
     void send_vector(std::uint16_t vector);
-    void deliver_pending();
+    // With msix_mutex_ held:
+    void send_vector_locked(std::uint16_t vector);
+    void deliver_pending_locked();
 
     device_handshake handshake_;
     msi_sink& msi_;
     placement at_;
     bar0 registers_{*this};
     bar2 notifications_{*this};
-    std::uint16_t command_ = 0;
-    bool sizing_bar0_ = false, sizing_bar2_ = false;
+    // The strand's alone.
     std::uint32_t device_features_sel_ = 0, driver_features_sel_ = 0;
     std::uint16_t config_vector_ = no_vector;
     std::uint8_t isr_ = 0;
+    // Shared with vCPU threads.
+    mutable std::mutex msix_mutex_;
+    std::uint16_t command_ = 0;
+    bool sizing_bar0_ = false, sizing_bar2_ = false;
     std::uint16_t msix_control_ = 0;
     std::array<msix_entry, msix_vectors> msix_table_{};
     std::uint64_t msix_pending_ = 0;
-    std::uint64_t messages_sent_ = 0, messages_held_ = 0;
+    std::atomic<std::uint64_t> messages_sent_{0}, messages_held_{0};
 };
 
 }  // namespace mimobox::virtio

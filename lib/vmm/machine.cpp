@@ -177,13 +177,17 @@ machine::error_code machine::build() {
             if (auto ec = boot::setup_long_mode(*cpu, boot_entry_)) return ec;
         auto slot_ptr = std::make_unique<vcpu_slot>(vcpu_slot{std::move(*cpu), nullptr});
         slot_ptr->thread = std::make_unique<vmm::vcpu_thread>(slot_ptr->cpu, slot_ptr->cpu.run_size());
-        // The guest's interrupt handler reads and acknowledges the virtio interrupt status on
-        // every interrupt: two exits that the link serves on this thread instead of parking it
-        // for a round trip through the strand. vsock_ outlives the thread: every path that
-        // ends a VM joins its vCPU threads first, and vsock_ is never replaced.
+        // The guest's interrupt handler reads and acknowledges the virtio-mmio interrupt status
+        // on every interrupt, and Linux enumerates the PCI bus at boot with hundreds of
+        // configuration accesses: exits the link serves on this thread instead of parking it for
+        // a round trip through the strand. vsock_ outlives the thread: every path that ends a VM
+        // joins its vCPU threads first, and vsock_ is never replaced.
         slot_ptr->thread->set_fast_path([host = vsock_.get()](vmm::vcpu_exit& exit) {
-            auto* mmio = std::get_if<vmm::mmio_exit>(&exit);
-            return mmio && host->serve_on_vcpu_thread(mmio->addr, mmio->write, mmio->data);
+            if (auto* mmio = std::get_if<vmm::mmio_exit>(&exit))
+                return host->serve_on_vcpu_thread(mmio->addr, mmio->write, mmio->data);
+            // One access, not a string instruction's several.
+            auto* io = std::get_if<vmm::io_exit>(&exit);
+            return io && io->data.size() == io->size && host->serve_port_on_vcpu_thread(io->port, io->write, io->data);
         });
         vcpus_.push_back(std::move(slot_ptr));
     }

@@ -66,6 +66,9 @@ public:
     bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept {
         return link_->serve_on_vcpu_thread(addr, is_write, data);
     }
+    bool serve_port_on_vcpu_thread(std::uint16_t port, bool is_write, std::span<std::uint8_t> data) {
+        return link_->serve_port_on_vcpu_thread(port, is_write, data);
+    }
     /// Queues, connections, interrupt state and pending operations, for stall diagnostics.
     std::string describe() const;
     /// With MIMOBOX_VSOCK_STALL_LOG_S=N in the environment, an operation pending N seconds

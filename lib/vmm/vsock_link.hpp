@@ -46,6 +46,8 @@ public:
     /// without its strand (virtio_vsock_link: the interrupt status and acknowledge registers);
     /// false leaves it to the strand. Called from vCPU threads, concurrently with the strand.
     virtual bool serve_on_vcpu_thread(std::uint64_t, bool, std::span<std::uint8_t>) noexcept { return false; }
+    /// The same for one port access (virtio_vsock_link: PCI configuration space).
+    virtual bool serve_port_on_vcpu_thread(std::uint16_t, bool, std::span<std::uint8_t>) { return false; }
     /// Grows while the guest moves bytes a link sees below the packet level (the serial line);
     /// the stall watch counts it as activity.
     virtual std::uint64_t bytes_moved() const { return 0; }

@@ -121,6 +121,25 @@ constexpr auto owed_delay = vmm::vsock_host::owed_interrupt_delay;
 constexpr auto quiet_limit = vmm::vsock_host::quiet_guest_limit;
 }  // namespace
 
+BOOST_AUTO_TEST_CASE(pci_configuration_ports_are_served_off_the_strand_only_with_the_virtio_pci_link) {
+    asio::io_context ctx;
+    memory::guest_memory memory;
+    auto host_with = [&](vm::vsock_link kind) {
+        return std::make_unique<vmm::vsock_host>(asio::make_strand(ctx.get_executor()), memory, 3, kind,
+                                                 [](const vsock::endpoint&) { return vm::vsock_stream{}; });
+    };
+    auto pci = host_with(vm::vsock_link::virtio_pci);
+    std::uint32_t address = 0x80000000u | 1u << 11;  // bus 0, device 1, register 0
+    BOOST_TEST(pci->serve_port_on_vcpu_thread(0xcf8, true, std::span(reinterpret_cast<std::uint8_t*>(&address), 4)));
+    std::uint32_t ids = 0;
+    BOOST_TEST(pci->serve_port_on_vcpu_thread(0xcfc, false, std::span(reinterpret_cast<std::uint8_t*>(&ids), 4)));
+    BOOST_TEST(ids == (0x1053u << 16 | 0x1af4u));  // virtio vendor, modern vsock
+    BOOST_TEST(!pci->serve_port_on_vcpu_thread(0x3f8, false, std::span(reinterpret_cast<std::uint8_t*>(&ids), 1)));
+    BOOST_TEST(!pci->serve_port_on_vcpu_thread(0xcfe, false, std::span(reinterpret_cast<std::uint8_t*>(&ids), 4)));  // runs past 0xcff
+    auto mmio = host_with(vm::vsock_link::virtio_mmio);
+    BOOST_TEST(!mmio->serve_port_on_vcpu_thread(0xcfc, false, std::span(reinterpret_cast<std::uint8_t*>(&ids), 4)));
+}
+
 BOOST_AUTO_TEST_CASE(an_owed_interrupt_is_flushed_after_the_delay_and_not_before) {
     host_with_fake_link h;
     h.link->owes = true;
