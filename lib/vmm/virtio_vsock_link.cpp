@@ -22,7 +22,7 @@ virtio_vsock_link::virtio_vsock_link(asio::strand<asio::any_io_executor> strand,
     }
 }
 
-virtio_vsock_link::error_code virtio_vsock_link::add_queue_event(std::size_t, const std::function<error_code(int)>& assign) {
+virtio_vsock_link::error_code virtio_vsock_link::add_queue_event(const std::function<error_code(int)>& assign) {
     kvm::unique_fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!fd) return error_code(errno, boost::system::system_category());
     if (auto ec = assign(fd.get())) return ec;
@@ -38,7 +38,7 @@ virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bu
         if (!mmio.add(mmio_base, mmio_size, *mmio_)) return taken;
         for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
             // The guest's QueueNotify write of `q` now signals this eventfd inside KVM.
-            if (auto ec = add_queue_event(q, [&](int fd) { return vm.assign_ioeventfd(fd, mmio_base + queue_notify, 4, q); }))
+            if (auto ec = add_queue_event([&](int fd) { return vm.assign_ioeventfd(fd, mmio_base + queue_notify, 4, q); }))
                 return ec;
         }
         return {};
@@ -50,7 +50,7 @@ virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bu
         return taken;
     for (std::uint32_t q = 0; q < device_.queue_count(); ++q) {
         // A 16-bit write of `q` to the queue's port signals this eventfd inside KVM.
-        if (auto ec = add_queue_event(q, [&](int fd) { return vm.assign_port_ioeventfd(fd, pci_->notify_port(q), 2, q); }))
+        if (auto ec = add_queue_event([&](int fd) { return vm.assign_port_ioeventfd(fd, pci_->notify_port(q), 2, q); }))
             return ec;
     }
     return {};

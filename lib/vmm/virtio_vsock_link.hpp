@@ -66,7 +66,8 @@ public:
 
 private:
     boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);
-    error_code add_queue_event(std::size_t queue, const std::function<error_code(int fd)>& assign);
+    /// A new eventfd, registered with KVM by `assign`, then read by a queue worker.
+    error_code add_queue_event(const std::function<error_code(int fd)>& assign);
 
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     vsock::vsock_device device_;
