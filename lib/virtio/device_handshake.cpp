@@ -77,4 +77,8 @@ void device_handshake::reset() {
     ++config_generation_;
 }
 
+void device_handshake::offer_max_sizes() {
+    for (std::size_t i = 0; i < queues_.size(); ++i) queues_[i].size = device_.queue_max_size(i);
+}
+
 }  // namespace mimobox::virtio

@@ -57,6 +57,9 @@ public:
     /// Marks DEVICE_NEEDS_RESET; false if it already was.
     bool mark_needs_reset();
     void reset();
+    /// Every queue's size reads as the device's maximum until the driver writes its own
+    /// (virtio-pci's queue_size; virtio-mmio's QueueNum starts at 0 instead).
+    void offer_max_sizes();
 
 private:
     virtio_device& device_;

@@ -45,7 +45,7 @@ std::uint64_t read_half(std::uint64_t reg, std::uint64_t offset_in_field, std::s
 
 pci_transport::pci_transport(virtio_device& device, const memory::guest_memory& memory, msi_sink& msi, placement at)
     : handshake_(device, memory), msi_(msi), at_(at) {
-    restore_default_queue_sizes();
+    handshake_.offer_max_sizes();
 }
 
 // ---- configuration space
@@ -181,9 +181,8 @@ void pci_transport::write_common(std::uint64_t offset, std::size_t width, std::u
     } else if (field(cc_config_msix_vector, 2)) {
         config_vector_ = checked_vector(static_cast<std::uint16_t>(v));  // reads back no_vector if refused
     } else if (field(cc_device_status, 1)) {
-        if (v == 0) reset_transport();
         if (!handshake_.write_status(static_cast<std::uint32_t>(v))) fail_device();
-        if (v == 0) restore_default_queue_sizes();
+        if (v == 0) reset_transport();
     } else if (field(cc_queue_select, 2)) {
         handshake_.select_queue(static_cast<std::uint32_t>(v));
     } else if (field(cc_queue_size, 2)) {
@@ -212,20 +211,12 @@ void pci_transport::write_msix_table(std::uint64_t offset, std::size_t width, st
     deliver_pending_locked();
 }
 
+// After the handshake's own reset: what only this transport keeps.
 void pci_transport::reset_transport() {
+    handshake_.offer_max_sizes();
     device_features_sel_ = driver_features_sel_ = 0;
     config_vector_ = no_vector;
     isr_ = 0;
-}
-
-void pci_transport::restore_default_queue_sizes() {
-    // A reset queue offers its maximum size; the driver may write a smaller one.
-    for (std::uint32_t i = 0; i < handshake_.queues().size(); ++i) {
-        const auto selected = handshake_.selected_index();
-        handshake_.select_queue(i);
-        handshake_.selected_queue()->size = handshake_.selected_max_size();
-        handshake_.select_queue(selected);
-    }
 }
 
 // ---- BAR 2: notifications (normally taken by ioeventfds inside KVM; this is the fallback)

@@ -104,7 +104,6 @@ private:
     void write_msix_table(std::uint64_t offset, std::size_t width, std::uint64_t value);
     void write_notify(std::uint64_t offset, std::span<const std::uint8_t> data);
     void reset_transport();
-    void restore_default_queue_sizes();
     std::uint16_t checked_vector(std::uint16_t vector) const noexcept { return vector < msix_vectors ? vector : no_vector; }
     void send_vector(std::uint16_t vector);
     // With msix_mutex_ held:

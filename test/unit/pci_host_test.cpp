@@ -3,6 +3,9 @@
 #define BOOST_TEST_MODULE pci_host
 #include <boost/test/unit_test.hpp>
 
+#include "../support/little_endian.hpp"
+
+#include <array>
 #include <vector>
 
 using namespace mimobox;
@@ -24,16 +27,13 @@ struct fixture {
     devices::pci_host host;
     recording_function fn;
     std::uint32_t in(std::uint64_t port_offset, std::size_t width) {
-        std::uint8_t b[4] = {};
-        host.read(port_offset, std::span(b, width));
-        std::uint32_t v = 0;
-        for (std::size_t i = 0; i < width; ++i) v |= std::uint32_t(b[i]) << (8 * i);
-        return v;
+        std::array<std::uint8_t, 8> b{};
+        host.read(port_offset, std::span(b).first(width));
+        return static_cast<std::uint32_t>(test::le_value(std::span(b).first(width)));
     }
     void out(std::uint64_t port_offset, std::uint32_t v, std::size_t width) {
-        std::uint8_t b[4];
-        for (std::size_t i = 0; i < width; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
-        host.write(port_offset, std::span<const std::uint8_t>(b, width));
+        const auto b = test::le_bytes(v);
+        host.write(port_offset, std::span(b).first(width));
     }
     void select(unsigned device, unsigned reg, unsigned function = 0, unsigned bus = 0) {
         out(0, 0x80000000u | bus << 16 | device << 11 | function << 8 | reg, 4);

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "../support/fake_virtio_device.hpp"
+#include "../support/little_endian.hpp"
 #include "../support/mock_driver.hpp"
 
 #include <optional>
@@ -36,32 +37,26 @@ struct fixture {
         t.emplace(dev, mem, msi, where);
     }
     std::uint64_t cfg(std::uint32_t off, std::size_t width = 4) {
-        std::uint8_t b[4] = {};
-        t->config_read(off, std::span(b, width));
-        std::uint64_t v = 0;
-        for (std::size_t i = 0; i < width; ++i) v |= std::uint64_t(b[i]) << (8 * i);
-        return v;
+        std::array<std::uint8_t, 8> b{};
+        t->config_read(off, std::span(b).first(width));
+        return test::le_value(std::span(b).first(width));
     }
     void set_cfg(std::uint32_t off, std::uint64_t v, std::size_t width = 4) {
-        std::uint8_t b[4];
-        for (std::size_t i = 0; i < width; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
-        t->config_write(off, std::span<const std::uint8_t>(b, width));
+        const auto b = test::le_bytes(v);
+        t->config_write(off, std::span(b).first(width));
     }
     std::uint64_t rd(std::uint64_t off, std::size_t width) {
-        std::uint8_t b[8] = {};
-        t->registers().read(off, std::span(b, width));
-        std::uint64_t v = 0;
-        for (std::size_t i = 0; i < width; ++i) v |= std::uint64_t(b[i]) << (8 * i);
-        return v;
+        std::array<std::uint8_t, 8> b{};
+        t->registers().read(off, std::span(b).first(width));
+        return test::le_value(std::span(b).first(width));
     }
     void wr(std::uint64_t off, std::uint64_t v, std::size_t width) {
-        std::uint8_t b[8];
-        for (std::size_t i = 0; i < width; ++i) b[i] = static_cast<std::uint8_t>(v >> (8 * i));
-        t->registers().write(off, std::span<const std::uint8_t>(b, width));
+        const auto b = test::le_bytes(v);
+        t->registers().write(off, std::span(b).first(width));
     }
     void notify(std::uint64_t port_offset, std::uint16_t value) {
-        const std::uint8_t b[2] = {static_cast<std::uint8_t>(value), static_cast<std::uint8_t>(value >> 8)};
-        t->notifications().write(port_offset, b);
+        const auto b = test::le_bytes(value);
+        t->notifications().write(port_offset, std::span(b).first(2));
     }
     // The capability of `id` (and, for vendor capabilities, virtio cfg_type), or 0.
     std::uint32_t find_cap(std::uint8_t id, std::uint8_t type = 0) {
