@@ -6,7 +6,7 @@
 // the io_context runs here), and the guest's VM exits, all of them and those that came out
 // to our process, counts that do not depend on how fast the machine happens to run, read
 // from KVM's debugfs counters where they are readable (root, debugfs mounted; the harness
-// mounts it).
+// mounts it). An exit_breakdown line splits those exits by reason.
 //   sandbox_bench [EXEC_RUNS] [FILE_MIB] [pci|mmio]   (MIMOBOX_VM_ASSETS_DIR names the assets)
 // The last argument picks the vsock device's transport (virtio-pci, the default, or virtio-mmio),
 // so the two can be compared in one run of the harness.
@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 
 #include <time.h>
@@ -72,6 +73,14 @@ std::optional<double> kvm_port_and_mmio_exits() {
     return std::nullopt;
 }
 
+// A JSON number with one decimal, or null.
+std::string json_number(std::optional<double> v) {
+    if (!v) return "null";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", *v);
+    return buf;
+}
+
 // How much a counter that may be unreadable grew over the measured stretches.
 struct counter_growth {
     double total = 0;
@@ -88,34 +97,51 @@ struct counter_growth {
     }
 };
 
+// KVM's exit counters by reason, for the breakdown line. Those up to signal_exits are
+// disjoint exit reasons; what the total has beyond them is mostly MSR writes (the TSC
+// deadline timer, x2APIC EOIs and IPIs), CPUID and nested page faults. irq_injections counts
+// interrupts delivered, not exits.
+constexpr const char* exit_reasons[] = {"halt_exits", "irq_exits", "irq_window_exits", "io_exits",
+                                        "request_irq_exits", "signal_exits", "mmio_exits", "irq_injections"};
+constexpr std::size_t disjoint_exit_reasons = 6;
+constexpr std::size_t reason_count = std::size(exit_reasons);
+
 // Host CPU time and guest exits spent in one kind of operation, over all its samples.
 struct cost_meter {
     double cpu_us = 0, operations = 0;
     double cpu_at = 0;
     counter_growth exits, io_exits;
+    counter_growth by_reason[reason_count];
     void start() {
         exits.start(kvm_exits());
         io_exits.start(kvm_port_and_mmio_exits());
+        for (std::size_t i = 0; i < reason_count; ++i) by_reason[i].start(kvm_counter(exit_reasons[i]));
         cpu_at = thread_cpu_us();
     }
     void stop(double ops) {
         cpu_us += thread_cpu_us() - cpu_at;
         exits.stop(kvm_exits());
         io_exits.stop(kvm_port_and_mmio_exits());
+        for (std::size_t i = 0; i < reason_count; ++i) by_reason[i].stop(kvm_counter(exit_reasons[i]));
         operations += ops;
+    }
+    // {"halt_exits":x,...,"other_exits":y} per operation, or null where the counters are unreadable.
+    std::string breakdown() const {
+        const auto total = exits_per_op();
+        if (!total) return "null";
+        std::string out = "{";
+        double other = *total;
+        for (std::size_t i = 0; i < reason_count; ++i) {
+            const auto v = by_reason[i].per(operations);
+            if (v && i < disjoint_exit_reasons) other -= *v;
+            out += std::string("\"") + exit_reasons[i] + "\":" + json_number(v) + ",";
+        }
+        return out + "\"other_exits\":" + json_number(other) + "}";
     }
     double cpu_per_op() const { return operations > 0 ? cpu_us / operations : 0; }
     std::optional<double> exits_per_op() const { return exits.per(operations); }
     std::optional<double> io_exits_per_op() const { return io_exits.per(operations); }
 };
-
-// A JSON number with one decimal, or null.
-std::string json_number(std::optional<double> v) {
-    if (!v) return "null";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", *v);
-    return buf;
-}
 
 // Built outside the coroutine: GCC 12 miscompiles braced string lists inside coroutines.
 std::vector<std::string> command(const char* a, const char* b = nullptr, const char* c = nullptr) {
@@ -222,6 +248,9 @@ asio::awaitable<int> run(int runs, std::size_t mib, vsock_link link) {
                 stat_cost.cpu_per_op(), json_number(exec_cost.exits_per_op()).c_str(),
                 json_number(stat_cost.exits_per_op()).c_str(), json_number(spawn_exits_per_spawn).c_str(),
                 json_number(exec_cost.io_exits_per_op()).c_str(), json_number(stat_cost.io_exits_per_op()).c_str());
+
+    std::printf("{\"bench\":\"exit_breakdown\",\"link\":\"%s\",\"per_exec\":%s,\"per_stat_op\":%s}\n",
+                link == vsock_link::virtio_mmio ? "mmio" : "pci", exec_cost.breakdown().c_str(), stat_cost.breakdown().c_str());
 
     std::string data(mib << 20, '\0');
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));
