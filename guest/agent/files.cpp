@@ -21,8 +21,8 @@ file_type type_of(mode_t m) {
 }
 
 void send_result(int conn, int rc) {
-    if (rc == 0) send_message(conn, ok_response{});
-    else send_message(conn, errno_response(errno));
+    if (rc == 0) send_answer(conn, ok_response{});
+    else send_answer(conn, errno_response(errno));
 }
 
 void serve_read(int conn, const std::string& path) {
@@ -32,7 +32,7 @@ void serve_read(int conn, const std::string& path) {
     if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
         const int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
         ::close(fd);
-        return (void)send_message(conn, errno_response(e));
+        return (void)send_answer(conn, errno_response(e));
     }
     std::uint8_t buf[max_data_chunk];
     for (;;) {
@@ -41,13 +41,13 @@ void serve_read(int conn, const std::string& path) {
         if (n < 0) {
             const int e = errno;
             ::close(fd);
-            return (void)send_message(conn, errno_response(e));  // the host drops the partial data
+            return (void)send_answer(conn, errno_response(e));  // the host drops the partial data
         }
         if (n == 0) break;
         if (!send_frame(conn, frame_kind::file_data, std::span(buf, static_cast<std::size_t>(n)))) return (void)::close(fd);
     }
     ::close(fd);
-    send_message(conn, ok_response{});
+    send_answer(conn, ok_response{});
 }
 
 // Atomic: the data goes to a temporary file next to the target, renamed over it only once
@@ -77,9 +77,9 @@ void serve_write(int conn, const file_request& f, frame_reader& reader) {
     if (!error && ::rename(tmp.c_str(), f.path.c_str()) != 0) error = errno;
     if (error) {
         ::unlink(tmp.c_str());
-        return (void)send_message(conn, errno_response(error));
+        return (void)send_answer(conn, errno_response(error));
     }
-    send_message(conn, ok_response{});
+    send_answer(conn, ok_response{});
 }
 
 void serve_list(int conn, const std::string& path) {
@@ -106,7 +106,7 @@ void serve_list(int conn, const std::string& path) {
         out.entries.push_back(std::move(entry));
     }
     ::closedir(dir);
-    send_message(conn, out);
+    send_answer(conn, out);
 }
 
 void serve_stat(int conn, const std::string& path) {
@@ -117,7 +117,7 @@ void serve_stat(int conn, const std::string& path) {
     r.size = static_cast<std::uint64_t>(st.st_size);
     r.mode = st.st_mode & 07777;
     r.mtime_ns = std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    send_message(conn, r);
+    send_answer(conn, r);
 }
 
 int remove_tree(const std::string& path) {

@@ -64,19 +64,19 @@ void serve_connection(int conn) {
     auto first = reader.read(conn);
     if (!first || first->kind != frame_kind::message) return;
     auto v = parse_message(std::string_view(reinterpret_cast<const char*>(first->body.data()), first->body.size()));
-    if (!v) return (void)send_message(conn, error_response{EPROTO, "malformed message"});
+    if (!v) return (void)send_answer(conn, error_response{EPROTO, "malformed message"});
     auto rq = request_from_json(*v);
-    if (!rq) return (void)send_message(conn, error_response{EPROTO, rq.error().message()});
-    if (std::holds_alternative<ping_request>(*rq)) return (void)send_message(conn, pong_response{agent_version});
+    if (!rq) return (void)send_answer(conn, error_response{EPROTO, rq.error().message()});
+    if (std::holds_alternative<ping_request>(*rq)) return (void)send_answer(conn, pong_response{agent_version});
     if (auto* i = std::get_if<init_request>(&*rq)) {
-        if (seed_rng(i->entropy) != 0) return (void)send_message(conn, errno_response(errno));
+        if (seed_rng(i->entropy) != 0) return (void)send_answer(conn, errno_response(errno));
         if (!i->hostname.empty() && ::sethostname(i->hostname.data(), i->hostname.size()) != 0)
-            return (void)send_message(conn, errno_response(errno));
-        return (void)send_message(conn, ok_response{});
+            return (void)send_answer(conn, errno_response(errno));
+        return (void)send_answer(conn, ok_response{});
     }
     if (auto* e = std::get_if<exec_request>(&*rq)) return serve_exec(conn, *e, reader);
     if (auto* f = std::get_if<file_request>(&*rq)) return serve_file(conn, *f, reader);
-    send_message(conn, error_response{EPROTO, "unexpected request"});
+    send_answer(conn, error_response{EPROTO, "unexpected request"});
 }
 
 // Workers wait in accept() and serve one connection at a time, then go back to waiting. Forking

@@ -1,5 +1,7 @@
 #include "wire.hpp"
 
+#include <sched.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,9 +27,11 @@ bool send_frame(int fd, frame_kind kind, std::span<const std::uint8_t> body) {
     return write_all(fd, out.data(), out.size());
 }
 
-bool send_message(int fd, const response& r) {
+bool send_answer(int fd, const response& r) {
     auto text = serialize(to_json(r));
-    return send_frame(fd, frame_kind::message, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+    const bool sent = send_frame(fd, frame_kind::message, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+    ::shutdown(fd, SHUT_RDWR);  // the SHUTDOWN joins the answer; the worker's close sends nothing more
+    return sent;
 }
 
 error_response errno_response(int error_number) { return {error_number, std::strerror(error_number)}; }

@@ -13,7 +13,10 @@ namespace mimobox::agent::guest {
 /// Writes everything or fails (EINTR retried).
 bool write_all(int fd, const std::uint8_t* p, std::size_t n);
 bool send_frame(int fd, frame_kind kind, std::span<const std::uint8_t> body);
-bool send_message(int fd, const response& r);
+/// Sends the operation's answer, always the last message on its connection, and shuts the
+/// connection down both ways at once, so that the SHUTDOWN is queued with the answer and leaves
+/// in the same kick; the worker's close() later sends nothing more.
+bool send_answer(int fd, const response& r);
 /// errno and its text as an error response.
 error_response errno_response(int error_number);
 

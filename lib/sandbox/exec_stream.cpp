@@ -110,6 +110,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
+        if (es->sandbox->refill_spares()) co_await asio::post(es->sandbox->strand, asio::use_awaitable);  // see refill_spares
         es->reader.feed(std::span(es->read_buffer.get(), n));
     }
 }

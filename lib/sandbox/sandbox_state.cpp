@@ -52,9 +52,11 @@ error_code sandbox_state::classify(error_code ec) const {
     return ec;
 }
 
-void sandbox_state::refill_spares() {
-    if (state.load() != microvm_state::ready) return;
-    while (spares_.size() + spares_pending_ < spare_target) open_spare();
+bool sandbox_state::refill_spares() {
+    if (state.load() != microvm_state::ready) return false;
+    bool opened = false;
+    for (; spares_.size() + spares_pending_ < spare_target; opened = true) open_spare();
+    return opened;
 }
 
 void sandbox_state::open_spare() {
@@ -119,6 +121,7 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
         }
         auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
         if (ec) co_return std::tuple{st.classify(ec), agent::response()};
+        if (st.refill_spares()) co_await asio::post(st.strand, asio::use_awaitable);  // see refill_spares
         reader.feed(std::span(buf.get(), n));
     }
 }

@@ -59,10 +59,12 @@ public:
     asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
     /// Opens connections ahead of need, up to `spare_target`, so an operation skips the vsock
     /// handshake (one guest round trip, milliseconds under nested virtualization). Operations
-    /// call it once their answer is in: the guest then handles the handshake while it would
-    /// otherwise wait for the next request, instead of in the middle of that request's
-    /// command. Strand only.
-    void refill_spares();
+    /// call it as soon as the guest's first bytes for them arrive (for a short command, the
+    /// answer), before parsing them, and yield once so that the REQUEST goes out first: the
+    /// guest then handles the handshake while it would otherwise wait for our processing and
+    /// the next request, instead of in the middle of that request's command. True if it
+    /// opened any. Strand only.
+    bool refill_spares();
     static constexpr std::size_t spare_target = 2;
 
 private:
