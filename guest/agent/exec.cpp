@@ -198,6 +198,14 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     handle_frames();
     const std::uint64_t deadline = e.timeout_ms ? start + e.timeout_ms * 1000 : 0;
     while (out.open || err.open || !reaped) {
+        // Before waiting, not after: the end of stdin may have come in the last pass, alone,
+        // with nothing left to write. Checked only after poll, it waited for an event that a
+        // command blocked reading its stdin never makes (a host writing a line, reading the
+        // echo, then closing stdin hung there).
+        if (stdin_fd >= 0 && stdin_eof_requested && stdin_buf.empty()) {
+            ::close(stdin_fd);
+            stdin_fd = -1;
+        }
         if (!reaped && maybe_exited && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
         if (reaped && !out.open && !err.open) break;
         int wait_ms = -1;
@@ -231,10 +239,6 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
                 stdin_fd = -1;
                 stdin_buf.clear();
             }
-        }
-        if (stdin_fd >= 0 && stdin_eof_requested && stdin_buf.empty()) {
-            ::close(stdin_fd);
-            stdin_fd = -1;
         }
         if (ready(pid_slot, POLLIN)) maybe_exited = true;
         if (ready(out_slot, POLLIN)) out.drain(fds[out_slot].revents, conn, e.max_output, host_gone);

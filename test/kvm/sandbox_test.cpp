@@ -291,6 +291,39 @@ BOOST_AUTO_TEST_CASE(exec_stream_delivers_events_in_order_and_takes_stdin) {
     });
 }
 
+// Interactive use: a line in, its echo out, and only then the end of input, which therefore
+// reaches the agent alone, with nothing buffered for the command. The agent once acted on it
+// only after its next poll returned, and cat, blocked reading, never woke that poll.
+BOOST_AUTO_TEST_CASE(closing_stdin_after_its_echo_came_back_ends_cat) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto sb = co_await start_sandbox(ctx);
+        guest_exec_options o;
+        o.open_stdin = true;
+        auto [ec, stream] = co_await sb.async_exec_stream(argv("cat"), o, use_tuple);
+        BOOST_REQUIRE_MESSAGE(!ec, ec.message());
+        std::string echoed;
+        for (int round = 0; round < 3; ++round) {
+            std::string line = "line " + std::to_string(round) + "\n";
+            auto [wec] = co_await stream.async_write_stdin(line, use_tuple);
+            BOOST_REQUIRE_MESSAGE(!wec, wec.message());
+            const std::size_t want = echoed.size() + line.size();
+            while (echoed.size() < want) {
+                auto [nec, ev] = co_await stream.async_next(use_tuple);
+                BOOST_REQUIRE_MESSAGE(!nec, nec.message());
+                BOOST_REQUIRE((ev.kind == vm::stream_event_kind::stdout_data));
+                echoed += ev.data;
+            }
+        }
+        BOOST_TEST(echoed == "line 0\nline 1\nline 2\n");
+        auto [cec] = co_await stream.async_close_stdin(use_tuple);
+        BOOST_TEST(!cec);
+        auto [nec, ev] = co_await stream.async_next(use_tuple);
+        BOOST_REQUIRE_MESSAGE(!nec, nec.message());
+        BOOST_TEST((ev.kind == vm::stream_event_kind::exit));
+        BOOST_TEST(ev.status.exit_code == 0);
+    }, 120s);
+}
+
 // The consumer of `yes` stops reading for a while: the guest must stop with it, and host memory
 // must not grow with the output it would have produced (tens of MiB per second otherwise).
 BOOST_AUTO_TEST_CASE(a_slow_consumer_of_yes_keeps_host_memory_bounded) {
