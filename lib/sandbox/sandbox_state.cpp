@@ -55,7 +55,10 @@ error_code sandbox_state::classify(error_code ec) const {
 bool sandbox_state::refill_spares() {
     if (state.load() != microvm_state::ready) return false;
     bool opened = false;
-    for (; spares_.size() + spares_pending_ < spare_target; opened = true) open_spare();
+    while (spares_.size() + spares_pending_ < spare_target) {
+        open_spare();
+        opened = true;
+    }
     return opened;
 }
 
