@@ -93,7 +93,6 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             }
             if (auto* r = std::get_if<agent::response>(&**item)) {
                 es->finish();
-                es->sandbox->refill_spares();  // the guest goes idle now: a good moment for its handshakes
                 if (auto* x = std::get_if<agent::exit_response>(r)) {
                     stream_event ev;
                     ev.status = status_of(*x);

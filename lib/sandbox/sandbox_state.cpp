@@ -85,8 +85,9 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     if (!spares_.empty()) {
         vsock_stream s = std::move(spares_.front());
         spares_.pop_front();
-        // The replacement is opened when this operation's answer is in (refill_spares), unless
-        // none is left or on its way: then now, so the next operation does not wait for one.
+        // The replacement is opened when the guest's first bytes for this operation arrive
+        // (refill_spares), unless none is left or on its way: then now, so the next operation
+        // does not wait for one.
         if (spares_.empty() && spares_pending_ == 0) refill_spares();
         co_return std::tuple{error_code{}, std::move(s)};
     }
@@ -113,7 +114,6 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
         if (!item) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
         if (*item) {
             if (auto* r = std::get_if<agent::response>(&**item)) {
-                st.refill_spares();  // the guest goes idle now: a good moment for its handshakes
                 co_return std::tuple{error_code{}, std::move(*r)};
             }
             if (auto* d = std::get_if<agent::data_chunk>(&**item)) {
