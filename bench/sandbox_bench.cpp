@@ -27,6 +27,7 @@
 #include <iostream>
 #include <iterator>
 #include <optional>
+#include <string_view>
 
 #include <time.h>
 
@@ -63,15 +64,7 @@ std::optional<double> kvm_counter(const char* name) {
     return std::nullopt;
 }
 
-// VM exits of any kind, and port and MMIO accesses (KVM's io_exits + mmio_exits). With
-// virtio-mmio the latter mostly come out to our process (interrupt status and acknowledge);
-// with virtio-pci they are the notification port writes, which KVM hands to an ioeventfd itself.
 std::optional<double> kvm_exits() { return kvm_counter("exits"); }
-std::optional<double> kvm_port_and_mmio_exits() {
-    const auto io = kvm_counter("io_exits"), mmio = kvm_counter("mmio_exits");
-    if (io && mmio) return *io + *mmio;
-    return std::nullopt;
-}
 
 // A JSON number with one decimal, or null.
 std::string json_number(std::optional<double> v) {
@@ -105,23 +98,27 @@ constexpr const char* exit_reasons[] = {"halt_exits", "irq_exits", "irq_window_e
                                         "request_irq_exits", "signal_exits", "mmio_exits", "irq_injections"};
 constexpr std::size_t disjoint_exit_reasons = 6;
 constexpr std::size_t reason_count = std::size(exit_reasons);
+constexpr std::size_t reason_index(std::string_view name) {
+    std::size_t i = 0;
+    while (i < reason_count && exit_reasons[i] != name) ++i;
+    return i;
+}
+static_assert(reason_index("io_exits") < reason_count && reason_index("mmio_exits") < reason_count);
 
 // Host CPU time and guest exits spent in one kind of operation, over all its samples.
 struct cost_meter {
     double cpu_us = 0, operations = 0;
     double cpu_at = 0;
-    counter_growth exits, io_exits;
+    counter_growth exits;
     counter_growth by_reason[reason_count];
     void start() {
         exits.start(kvm_exits());
-        io_exits.start(kvm_port_and_mmio_exits());
         for (std::size_t i = 0; i < reason_count; ++i) by_reason[i].start(kvm_counter(exit_reasons[i]));
         cpu_at = thread_cpu_us();
     }
     void stop(double ops) {
         cpu_us += thread_cpu_us() - cpu_at;
         exits.stop(kvm_exits());
-        io_exits.stop(kvm_port_and_mmio_exits());
         for (std::size_t i = 0; i < reason_count; ++i) by_reason[i].stop(kvm_counter(exit_reasons[i]));
         operations += ops;
     }
@@ -140,7 +137,15 @@ struct cost_meter {
     }
     double cpu_per_op() const { return operations > 0 ? cpu_us / operations : 0; }
     std::optional<double> exits_per_op() const { return exits.per(operations); }
-    std::optional<double> io_exits_per_op() const { return io_exits.per(operations); }
+    // Port and MMIO accesses (KVM's io_exits + mmio_exits). With virtio-mmio they mostly come
+    // out to our process (interrupt status and acknowledge); with virtio-pci they are the
+    // notification port writes, which KVM hands to an ioeventfd itself.
+    std::optional<double> io_exits_per_op() const {
+        const auto io = by_reason[reason_index("io_exits")].per(operations);
+        const auto mmio = by_reason[reason_index("mmio_exits")].per(operations);
+        if (io && mmio) return *io + *mmio;
+        return std::nullopt;
+    }
 };
 
 // Built outside the coroutine: GCC 12 miscompiles braced string lists inside coroutines.
