@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -197,6 +198,21 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
     reader.feed({});
     handle_frames();
     const std::uint64_t deadline = e.timeout_ms ? start + e.timeout_ms * 1000 : 0;
+    // The request may still sit in the socket (read_request). While it does, poll cannot tell
+    // new frames from it, so we watch only for the host hanging up; a command that ends
+    // within the window answers without ever reading it, and so without the credit update a
+    // read would have sent mid-command. Past the window (or at any event on the connection)
+    // the bytes are taken off and the connection watched as usual: a kill frame on a command
+    // that runs longer waits at most this long.
+    constexpr std::uint64_t request_read_window_us = 20'000;
+    auto take_request_off = [&] {
+        if (!reader.consume(conn)) {
+            host_gone = true;  // reset: that is cancellation
+            kill_group();
+        }
+    };
+    if (e.stdin_open) take_request_off();  // stdin frames follow: watch for them from the start
+    const std::uint64_t read_request_by = start + request_read_window_us;
     while (out.open || err.open || !reaped) {
         // Before waiting, not after: the end of stdin may have come in the last pass, alone,
         // with nothing left to write. Checked only after poll, it waited for an event that a
@@ -208,21 +224,31 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         }
         if (!reaped && maybe_exited && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
         if (reaped && !out.open && !err.open) break;
+        const bool request_queued = reader.unconsumed > 0 && !host_gone;
+        if (request_queued && monotonic_us() >= read_request_by) {
+            take_request_off();
+            continue;
+        }
         int wait_ms = -1;
+        if (request_queued) wait_ms = static_cast<int>((read_request_by - monotonic_us() + 999) / 1000);
         if (deadline && !killed) {
             const std::uint64_t now = monotonic_us();
             if (now >= deadline) {
                 timed_out = true;
                 kill_group();
             } else {
-                wait_ms = static_cast<int>((deadline - now + 999) / 1000);
+                const int until_deadline = static_cast<int>((deadline - now + 999) / 1000);
+                wait_ms = wait_ms < 0 ? until_deadline : std::min(wait_ms, until_deadline);
             }
         }
         if (pidfd < 0 && !reaped && wait_ms < 0) wait_ms = 20;  // no pidfd: fall back to polling
         pollfd fds[5];
         int n = 0;
         int conn_slot = -1, in_slot = -1, out_slot = -1, err_slot = -1;
-        if (!host_gone && stdin_buf.size() < stdin_buffer_limit) { conn_slot = n; fds[n++] = {conn, POLLIN, 0}; }
+        if (!host_gone && stdin_buf.size() < stdin_buffer_limit) {
+            conn_slot = n;
+            fds[n++] = {conn, static_cast<short>(request_queued ? POLLRDHUP : POLLIN), 0};
+        }
         if (stdin_fd >= 0 && !stdin_buf.empty()) { in_slot = n; fds[n++] = {stdin_fd, POLLOUT, 0}; }
         if (out.open) { out_slot = n; fds[n++] = {out.fd, POLLIN, 0}; }
         if (err.open) { err_slot = n; fds[n++] = {err.fd, POLLIN, 0}; }
@@ -243,7 +269,9 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         if (ready(pid_slot, POLLIN)) maybe_exited = true;
         if (ready(out_slot, POLLIN)) out.drain(fds[out_slot].revents, conn, e.max_output, host_gone);
         if (ready(err_slot, POLLIN)) err.drain(fds[err_slot].revents, conn, e.max_output, host_gone);
-        if (ready(conn_slot, POLLIN)) {
+        if (request_queued && conn_slot >= 0 && fds[conn_slot].revents) {
+            take_request_off();  // the host hung up (or more came): read on the usual path
+        } else if (ready(conn_slot, POLLIN)) {
             std::uint8_t buf[64 * 1024];
             ssize_t r = ::read(conn, buf, sizeof buf);
             if (r <= 0) {

@@ -61,11 +61,17 @@ int seed_rng(const std::string& entropy) {
 
 void serve_connection(int conn) {
     frame_reader reader;
-    auto first = reader.read(conn);
+    // Peeked, not read: an exec takes the request off the socket only if its command outlives
+    // a short window, so a short command's answer carries no credit update ahead of it
+    // (read_request, serve_exec). Every other operation reads it at once: the update then
+    // leaves in the answer's kick (measured: a stat that left it queued was no faster).
+    auto first = reader.read_request(conn);
     if (!first || first->kind != frame_kind::message) return;
     auto v = parse_message(std::string_view(reinterpret_cast<const char*>(first->body.data()), first->body.size()));
-    if (!v) return (void)send_answer(conn, error_response{EPROTO, "malformed message"});
+    if (!v) return (void)(reader.consume(conn) && send_answer(conn, error_response{EPROTO, "malformed message"}));
     auto rq = request_from_json(*v);
+    const bool is_exec = rq && std::holds_alternative<exec_request>(*rq);
+    if (!is_exec && !reader.consume(conn)) return;
     if (!rq) return (void)send_answer(conn, error_response{EPROTO, rq.error().message()});
     if (std::holds_alternative<ping_request>(*rq)) return (void)send_answer(conn, pong_response{agent_version});
     if (auto* i = std::get_if<init_request>(&*rq)) {

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -46,6 +47,7 @@ void frame_reader::feed(std::span<const std::uint8_t> bytes) {
 }
 
 std::optional<frame> frame_reader::read(int fd) {
+    if (unconsumed && !consume(fd)) return std::nullopt;  // else the peeked bytes would come twice
     for (;;) {
         if (auto f = decoder.next()) return f;
         if (decoder.error()) return std::nullopt;
@@ -60,6 +62,31 @@ std::optional<frame> frame_reader::read(int fd) {
         if (n <= 0) return std::nullopt;
         feed(std::span(buf, static_cast<std::size_t>(n)));
     }
+}
+
+std::optional<frame> frame_reader::read_request(int fd) {
+    std::uint8_t buf[64 * 1024];
+    ssize_t n;
+    do n = ::recv(fd, buf, sizeof buf, MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return std::nullopt;
+    feed(std::span(buf, static_cast<std::size_t>(n)));
+    unconsumed = static_cast<std::size_t>(n);
+    if (auto f = decoder.next()) return f;
+    // Not whole yet: take what was peeked off the socket and read the rest the usual way.
+    if (decoder.error() || !consume(fd)) return std::nullopt;
+    return read(fd);
+}
+
+bool frame_reader::consume(int fd) {
+    std::uint8_t sink[4096];
+    while (unconsumed) {
+        const ssize_t r = ::recv(fd, sink, std::min(unconsumed, sizeof sink), 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;  // they were queued: only a reset connection loses them
+        unconsumed -= static_cast<std::size_t>(r);
+    }
+    return true;
 }
 
 std::uint64_t monotonic_us() {

@@ -77,6 +77,16 @@ asio::awaitable<vm::guest_command_result> shell(microvm_sandbox& sb, std::string
     return shell(sb, std::move(command), guest_exec_options{});
 }
 
+// Kills a running command and expects its final event: an exit by SIGKILL.
+asio::awaitable<void> kill_ends_it_with_sigkill(vm::exec_stream& stream) {
+    auto [kec] = co_await stream.async_kill(use_tuple);
+    BOOST_TEST(!kec);
+    auto [xec, last] = co_await stream.async_next(use_tuple);
+    BOOST_TEST(!xec);
+    BOOST_TEST((last.kind == vm::stream_event_kind::exit));
+    BOOST_TEST(last.status.signal == 9);
+}
+
 // Polls `command` until it prints `expected` (the guest kills asynchronously).
 asio::awaitable<std::string> eventually(microvm_sandbox& sb, std::string command, std::string expected) {
     std::string last;
@@ -196,12 +206,32 @@ BOOST_AUTO_TEST_CASE(cancelling_an_exec_kills_its_process_group_and_completes_wi
         }
         BOOST_REQUIRE(next_outcome.has_value());
         BOOST_TEST((*next_outcome == asio::error::operation_aborted));
-        auto [kec] = co_await stream.async_kill(use_tuple);
-        BOOST_TEST(!kec);
-        auto [xec, last] = co_await stream.async_next(use_tuple);
-        BOOST_TEST(!xec);
-        BOOST_TEST((last.kind == vm::stream_event_kind::exit));
-        BOOST_TEST(last.status.signal == 9);
+        co_await kill_ends_it_with_sigkill(stream);
+    });
+}
+
+// The agent leaves an exec's request unread in its socket for the first 20 ms (it then watches
+// the connection only for a hang-up): a kill frame or a hang-up that arrives in that window
+// must still end the command.
+BOOST_AUTO_TEST_CASE(a_kill_or_a_hang_up_right_after_the_start_still_ends_the_command) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto sb = co_await start_sandbox(ctx);
+        auto [sec, stream] = co_await sb.async_exec_stream(argv("sleep", "1000"), defaults(), use_tuple);
+        BOOST_REQUIRE(!sec);
+        const auto kill_sent = std::chrono::steady_clock::now();
+        co_await kill_ends_it_with_sigkill(stream);
+        // The window delays such a kill by 20 ms at most; 5 s leaves room for emulation.
+        const auto kill_took = std::chrono::steady_clock::now() - kill_sent;
+        BOOST_TEST((kill_took < 5s), "the kill took " << std::chrono::duration_cast<std::chrono::milliseconds>(kill_took).count() << " ms");
+
+        {
+            auto [dec, dropped] = co_await sb.async_exec_stream(argv("sleep", "1001"), defaults(), use_tuple);
+            BOOST_REQUIRE(!dec);
+        }  // destroyed at once: hangs up
+        // Long enough for a command that was not killed to have started.
+        asio::steady_timer settle(ctx, 1s);
+        co_await settle.async_wait(use_tuple);
+        BOOST_TEST(co_await eventually(sb, "ps | grep -c '[s]leep 1001'", "0\n") == "0\n");
     });
 }
 

@@ -76,7 +76,9 @@ public:
     /// Kills the command's process group; its exit event (signal 9) still arrives through
     /// async_next. If a stdin write is blocked, the stream hangs up instead: the command is
     /// killed the same way but async_next then ends with agent_disconnected. After the final
-    /// event there is nothing to kill, and this succeeds at once.
+    /// event there is nothing to kill, and this succeeds at once. A kill that reaches the guest
+    /// in the first 20 ms of a command without open stdin takes effect at the end of those
+    /// 20 ms (the agent reads the connection only then; a hang-up it sees at once).
     template <boost::asio::completion_token_for<void(error_code)> Token>
     auto async_kill(Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
