@@ -225,12 +225,15 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         if (!reaped && maybe_exited && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
         if (reaped && !out.open && !err.open) break;
         const bool request_queued = reader.unconsumed > 0 && !host_gone;
-        if (request_queued && monotonic_us() >= read_request_by) {
-            take_request_off();
-            continue;
-        }
         int wait_ms = -1;
-        if (request_queued) wait_ms = static_cast<int>((read_request_by - monotonic_us() + 999) / 1000);
+        if (request_queued) {
+            const std::uint64_t now = monotonic_us();  // read once: the difference must not wrap
+            if (now >= read_request_by) {
+                take_request_off();
+                continue;
+            }
+            wait_ms = static_cast<int>((read_request_by - now + 999) / 1000);
+        }
         if (deadline && !killed) {
             const std::uint64_t now = monotonic_us();
             if (now >= deadline) {
