@@ -103,7 +103,9 @@ constexpr std::size_t reason_index(std::string_view name) {
     while (i < reason_count && exit_reasons[i] != name) ++i;
     return i;
 }
-static_assert(reason_index("io_exits") < reason_count && reason_index("mmio_exits") < reason_count);
+constexpr std::size_t io_exits_index = reason_index("io_exits");
+constexpr std::size_t mmio_exits_index = reason_index("mmio_exits");
+static_assert(io_exits_index < reason_count && mmio_exits_index < reason_count);
 
 // Host CPU time and guest exits spent in one kind of operation, over all its samples.
 struct cost_meter {
@@ -141,8 +143,8 @@ struct cost_meter {
     // out to our process (interrupt status and acknowledge); with virtio-pci they are the
     // notification port writes, which KVM hands to an ioeventfd itself.
     std::optional<double> io_exits_per_op() const {
-        const auto io = by_reason[reason_index("io_exits")].per(operations);
-        const auto mmio = by_reason[reason_index("mmio_exits")].per(operations);
+        const auto io = by_reason[io_exits_index].per(operations);
+        const auto mmio = by_reason[mmio_exits_index].per(operations);
         if (io && mmio) return *io + *mmio;
         return std::nullopt;
     }

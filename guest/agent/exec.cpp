@@ -225,23 +225,27 @@ void serve_exec(int conn, const exec_request& e, frame_reader& reader) {
         if (!reaped && maybe_exited && ::waitpid(pid, &status, WNOHANG) == pid) reaped = true;
         if (reaped && !out.open && !err.open) break;
         const bool request_queued = reader.unconsumed > 0 && !host_gone;
+        const bool has_deadline = deadline && !killed;
+        // Read once per pass, and only compared before subtracting: a difference must not wrap.
+        const std::uint64_t now = request_queued || has_deadline ? monotonic_us() : 0;
         int wait_ms = -1;
+        auto wait_at_most_until = [&](std::uint64_t t) {
+            const int ms = static_cast<int>((t - now + 999) / 1000);
+            wait_ms = wait_ms < 0 ? ms : std::min(wait_ms, ms);
+        };
         if (request_queued) {
-            const std::uint64_t now = monotonic_us();  // read once: the difference must not wrap
             if (now >= read_request_by) {
                 take_request_off();
                 continue;
             }
-            wait_ms = static_cast<int>((read_request_by - now + 999) / 1000);
+            wait_at_most_until(read_request_by);
         }
-        if (deadline && !killed) {
-            const std::uint64_t now = monotonic_us();
+        if (has_deadline) {
             if (now >= deadline) {
                 timed_out = true;
                 kill_group();
             } else {
-                const int until_deadline = static_cast<int>((deadline - now + 999) / 1000);
-                wait_ms = wait_ms < 0 ? until_deadline : std::min(wait_ms, until_deadline);
+                wait_at_most_until(deadline);
             }
         }
         if (pidfd < 0 && !reaped && wait_ms < 0) wait_ms = 20;  // no pidfd: fall back to polling

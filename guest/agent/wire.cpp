@@ -37,6 +37,17 @@ bool send_answer(int fd, const response& r) {
 
 error_response errno_response(int error_number) { return {error_number, std::strerror(error_number)}; }
 
+namespace {
+// recv() retried when a signal interrupts it (connections are always sockets: vsock, or
+// AF_UNIX behind the serial bridge).
+ssize_t receive(int fd, std::uint8_t* buf, std::size_t n, int flags) {
+    ssize_t r;
+    do r = ::recv(fd, buf, n, flags);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+}  // namespace
+
 void frame_reader::feed(std::span<const std::uint8_t> bytes) {
     pending.insert(pending.end(), bytes.begin(), bytes.end());
     while (!pending.empty() && !decoder.error()) {
@@ -57,8 +68,7 @@ std::optional<frame> frame_reader::read(int fd) {
             if (pending.size() != before) continue;
         }
         std::uint8_t buf[64 * 1024];
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
+        const ssize_t n = receive(fd, buf, sizeof buf, 0);
         if (n <= 0) return std::nullopt;
         feed(std::span(buf, static_cast<std::size_t>(n)));
     }
@@ -66,9 +76,7 @@ std::optional<frame> frame_reader::read(int fd) {
 
 std::optional<frame> frame_reader::read_request(int fd) {
     std::uint8_t buf[64 * 1024];
-    ssize_t n;
-    do n = ::recv(fd, buf, sizeof buf, MSG_PEEK);
-    while (n < 0 && errno == EINTR);
+    const ssize_t n = receive(fd, buf, sizeof buf, MSG_PEEK);
     if (n <= 0) return std::nullopt;
     feed(std::span(buf, static_cast<std::size_t>(n)));
     unconsumed = static_cast<std::size_t>(n);
@@ -81,8 +89,7 @@ std::optional<frame> frame_reader::read_request(int fd) {
 bool frame_reader::consume(int fd) {
     std::uint8_t sink[4096];
     while (unconsumed) {
-        const ssize_t r = ::recv(fd, sink, std::min(unconsumed, sizeof sink), 0);
-        if (r < 0 && errno == EINTR) continue;
+        const ssize_t r = receive(fd, sink, std::min(unconsumed, sizeof sink), 0);
         if (r <= 0) return false;  // they were queued: only a reset connection loses them
         unconsumed -= static_cast<std::size_t>(r);
     }
