@@ -27,6 +27,8 @@ public:
         case microvm_errc::kernel_does_not_fit: return "kernel does not fit in guest memory";
         case microvm_errc::initramfs_does_not_fit: return "initramfs does not fit below the kernel's initrd limit";
         case microvm_errc::invalid_vsock_link: return "microvm_config::vsock names no known vsock link";
+        case microvm_errc::kick_signal_in_use: return "the vCPU kick signal already has a handler of the application's";
+        case microvm_errc::invalid_kick_signal: return "the vCPU kick signal must be a real-time signal, chosen before any VM starts";
         }
         return "unknown mimobox.microvm error";
     }

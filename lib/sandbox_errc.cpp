@@ -16,6 +16,8 @@ public:
         case sandbox_errc::vm_stopped: return "the sandbox's VM stopped during the operation";
         case sandbox_errc::stdin_closed: return "the command's stdin is closed";
         case sandbox_errc::unsupported_transport: return "the requested agent transport is not available";
+        case sandbox_errc::agent_timeout: return "the guest agent did not answer within the host's deadline";
+        case sandbox_errc::output_too_large: return "the guest agent's answer exceeded a host-side limit";
         }
         return "unknown mimobox.sandbox error";
     }
@@ -38,6 +40,8 @@ public:
         case guest_file_errc::symlink_loop: return "too many levels of symbolic links";
         case guest_file_errc::invalid_path: return "invalid guest path";
         case guest_file_errc::busy: return "file busy in the guest";
+        case guest_file_errc::file_too_large: return "file too large";
+        case guest_file_errc::not_a_regular_file: return "not a regular file";
         }
         return "unknown mimobox.guest_file error";
     }
@@ -78,6 +82,8 @@ guest_file_errc guest_file_errc_from_errno(int guest_errno) noexcept {
     case EINVAL: return guest_file_errc::invalid_path;
     case EBUSY:
     case ETXTBSY: return guest_file_errc::busy;
+    case EFBIG: return guest_file_errc::file_too_large;
+    case ENXIO: return guest_file_errc::not_a_regular_file;
     default: return guest_file_errc::io;
     }
 }

@@ -10,6 +10,8 @@
 //   agent      run the guest agent (/init, not as PID 1: it only serves) as a child, keep reaping
 //   vsock-bench=PORT  per connection: 'S' = sink until EOF then reply the byte count (u64);
 //                     'G' + u64 N = send N bytes then close
+//   spin       loop forever without a VM exit     mute-agent=N  an agent on port 52 that
+//              answers N requests (ping, init), then keeps every connection, silent
 // Static, C library only: it has to start before anything else exists in the guest.
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -188,6 +190,39 @@ void vsock_hello(unsigned port) {
     for (;;) ::pause();
 }
 
+// A guest agent that stops answering: it accepts on vsock PORT and answers the first
+// `answered` requests as the agent would (a pong, then ok), then accepts and reads but never
+// answers or closes, keeping every connection. Hand-written frames: the test init links no JSON.
+[[noreturn]] void mute_agent(unsigned port, int answered) {
+    const int ls = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+    sockaddr_vm addr{};
+    addr.svm_family = AF_VSOCK;
+    addr.svm_cid = VMADDR_CID_ANY;
+    addr.svm_port = port;
+    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 64) != 0) {
+        std::printf("MIMOBOX_MUTE=error:%s\n", std::strerror(errno));
+        idle();
+    }
+    std::printf("MIMOBOX_MUTE=listening\n");
+    auto reply = [](int c, const std::string& json) {
+        std::string frame(5, '\0');
+        const auto n = static_cast<std::uint32_t>(json.size() + 1);
+        for (int i = 0; i < 4; ++i) frame[static_cast<std::size_t>(i)] = static_cast<char>(n >> (8 * i));
+        frame[4] = 1;  // message
+        frame += json;
+        [[maybe_unused]] auto w = ::write(c, frame.data(), frame.size());
+    };
+    for (int served = 0;; ++served) {
+        const int c = ::accept(ls, nullptr, nullptr);
+        if (c < 0) continue;
+        if (served >= answered) continue;  // keep it open, read nothing, never say a word
+        char buf[4096];
+        [[maybe_unused]] auto n = ::read(c, buf, sizeof buf);  // the request (small, one read)
+        reply(c, served == 0 ? R"({"v":1,"type":"pong","agent_version":"mute"})" : R"({"v":1,"type":"ok"})");
+        ::close(c);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -230,6 +265,13 @@ int main() {
         vsock_probe(static_cast<unsigned>(std::atoi(mode.c_str() + 6)));
         idle();
     }
+    // Spins without a single exit to the VMM: only a signal gets its vCPU out of KVM_RUN.
+    if (mode == "spin") {
+        std::printf("MIMOBOX_SPINNING\n");
+        std::fflush(stdout);
+        for (;;) asm volatile("" ::: "memory");  // kept by the compiler, no instruction that exits
+    }
+    if (mode.rfind("mute-agent=", 0) == 0) mute_agent(52, std::atoi(mode.c_str() + 11));
     if (mode == "reboot") {
         ::sync();
         ::reboot(RB_AUTOBOOT);

@@ -1,13 +1,13 @@
 #include "agent/messages.hpp"
 
-#include <boost/beast/core/detail/base64.hpp>
+#include "agent/base64.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace mimobox::agent {
 
 namespace json = boost::json;
-namespace b64 = boost::beast::detail::base64;
 
 namespace {
 
@@ -36,9 +36,7 @@ bool valid_utf8(std::string_view s) {
 
 json::value bytes_to_json(std::string_view s) {
     if (valid_utf8(s)) return json::string(s);
-    std::string out(b64::encoded_size(s.size()), '\0');
-    out.resize(b64::encode(out.data(), s.data(), s.size()));
-    return json::object{{"base64", out}};
+    return json::object{{"base64", base64::encode(s)}};
 }
 
 std::optional<std::string> bytes_from_json(const json::value& v) {
@@ -47,13 +45,7 @@ std::optional<std::string> bytes_from_json(const json::value& v) {
     if (!o || o->size() != 1) return std::nullopt;
     auto* enc = o->if_contains("base64");
     if (!enc || !enc->is_string()) return std::nullopt;
-    const auto& text = enc->get_string();
-    std::string out(b64::decoded_size(text.size()), '\0');
-    auto [written, read] = b64::decode(out.data(), text.data(), text.size());
-    // The decoder stops at padding; anything after it other than '=' means it was not base64.
-    if (std::string_view(text).substr(read).find_first_not_of('=') != std::string_view::npos) return std::nullopt;
-    out.resize(written);
-    return out;
+    return base64::decode(enc->get_string());
 }
 
 const json::object* versioned(const json::value& v, boost::system::error_code& ec) {
@@ -106,6 +98,13 @@ std::optional<std::string> path_from_json(const json::value* v) {
     auto s = bytes_from_json(*v);
     if (!s || s->empty() || (*s)[0] != '/' || s->find('\0') != std::string::npos || s->size() >= 4096) return std::nullopt;
     return s;
+}
+
+// A directory entry from the guest names one thing inside the directory: anything else (a
+// path, . or .., a NUL that C code would cut at) would let the guest point the embedder elsewhere.
+bool valid_entry_name(std::string_view name) {
+    return !name.empty() && name.size() <= max_entry_name && name != "." && name != ".." &&
+           name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
 }
 
 json::value file_request_to_json(const file_request& f) {
@@ -264,7 +263,7 @@ boost::system::result<request> request_from_json(const json::value& v) {
     auto timeout = get_u64(*o, "timeout_ms", 0);
     auto max_output = get_u64(*o, "max_output", e.max_output);
     auto stdin_open = get_bool(*o, "stdin", false);
-    if (!timeout || !max_output || !stdin_open) return agent_errc::malformed_message;
+    if (!timeout || *timeout > max_timeout_ms || !max_output || !stdin_open) return agent_errc::malformed_message;
     e.timeout_ms = *timeout;
     e.max_output = *max_output;
     e.stdin_open = *stdin_open;
@@ -286,7 +285,10 @@ boost::system::result<response> response_from_json(const json::value& v) {
         exit_response x;
         auto* code = o->if_contains("exit_code");
         auto* sig = o->if_contains("signal");
-        if (!code || !code->is_int64() || !sig || !sig->is_int64()) return agent_errc::malformed_message;
+        // An exit status is 0-255 (-1 with a signal), a signal 0-64: the embedder may index by them.
+        if (!code || !code->is_int64() || !sig || !sig->is_int64() || code->get_int64() < -1 || code->get_int64() > 255 ||
+            sig->get_int64() < 0 || sig->get_int64() > 64)
+            return agent_errc::malformed_message;
         x.exit_code = static_cast<int>(code->get_int64());
         x.signal = static_cast<int>(sig->get_int64());
         auto timed_out = get_bool(*o, "timed_out", false);
@@ -307,7 +309,8 @@ boost::system::result<response> response_from_json(const json::value& v) {
         auto size = get_u64(*o, "size", 0);
         auto mode = get_u64(*o, "mode", 0);
         auto* mtime = o->if_contains("mtime_ns");
-        if (!type_index || !size || !mode || !mtime || !mtime->is_int64()) return agent_errc::malformed_message;
+        if (!type_index || !size || !mode || *mode > 07777 || !mtime || !mtime->is_int64())
+            return agent_errc::malformed_message;
         st.type = static_cast<file_type>(*type_index);
         st.size = *size;
         st.mode = static_cast<std::uint32_t>(*mode);
@@ -327,7 +330,8 @@ boost::system::result<response> response_from_json(const json::value& v) {
             auto name = bytes_from_json((*fields)[0]);
             auto type_index = index_of(file_types, &(*fields)[1]);
             const auto& size = (*fields)[2];
-            if (!name || !type_index || !(size.is_uint64() || (size.is_int64() && size.get_int64() >= 0)))
+            if (!name || !valid_entry_name(*name) || !type_index ||
+                !(size.is_uint64() || (size.is_int64() && size.get_int64() >= 0)))
                 return agent_errc::malformed_message;
             l.entries.push_back({std::move(*name), static_cast<file_type>(*type_index), size.to_number<std::uint64_t>()});
         }
@@ -339,6 +343,7 @@ boost::system::result<response> response_from_json(const json::value& v) {
         if (!num || !num->is_int64() || !msg) return agent_errc::malformed_message;
         auto text = bytes_from_json(*msg);
         if (!text) return agent_errc::malformed_message;
+        if (text->size() > max_error_message) text->resize(max_error_message);
         return response{error_response{static_cast<int>(num->get_int64()), std::move(*text)}};
     }
     return agent_errc::malformed_message;

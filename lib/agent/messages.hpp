@@ -21,12 +21,20 @@ namespace mimobox::agent {
 
 struct ping_request {};
 
+/// Longest exec timeout either side accepts (30 days); more is malformed, and would overflow
+/// the microseconds the guest counts in.
+inline constexpr std::uint64_t max_timeout_ms = 30ull * 24 * 3600 * 1000;
+/// Longest error message kept from the guest; the rest is cut.
+inline constexpr std::size_t max_error_message = 4096;
+/// Longest directory entry name (NAME_MAX).
+inline constexpr std::size_t max_entry_name = 255;
+
 struct exec_request {
     std::vector<std::string> argv;       ///< run directly (never shell-joined), or:
     std::optional<std::string> shell;    ///< run by /bin/sh -c
     std::map<std::string, std::string> env;
     std::string cwd = "/";
-    std::uint64_t timeout_ms = 0;        ///< 0: none
+    std::uint64_t timeout_ms = 0;        ///< 0: none; at most max_timeout_ms
     bool stdin_open = false;             ///< the host sends stdin frames, then end_of_data
     std::uint64_t max_output = 64u << 20;  ///< per stream; beyond it output is dropped and flagged
 };
@@ -76,7 +84,7 @@ struct stat_response {
     std::int64_t mtime_ns = 0;
 };
 struct dir_entry {
-    std::string name;
+    std::string name;  ///< one path component: not empty, not . or .., no '/' or NUL
     file_type type = file_type::other;
     std::uint64_t size = 0;
 };

@@ -2,6 +2,7 @@
 
 #include "mimobox/vm/sandbox_errc.hpp"
 #include "sandbox/exec_stream_state.hpp"
+#include "sandbox/output_cap.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -36,6 +37,7 @@ guest_command_result status_of(const agent::exit_response& x) {
 void exec_stream_state::finish() {
     if (finished) return;
     finished = true;
+    watchdog.disarm();
     // Hang up now, not when the last owner lets go: an exec_stream may be kept long after.
     stream.close();
 }
@@ -65,13 +67,19 @@ void exec_stream_state::release_writer() {
 asio::awaitable<std::tuple<error_code, std::shared_ptr<exec_stream_state>>> open_exec(std::shared_ptr<sandbox_state> st,
                                                                                        agent::exec_request request) {
     if (auto ec = st->check_ready()) co_return std::tuple{ec, std::shared_ptr<exec_stream_state>{}};
-    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
-    if (cec) co_return std::tuple{cec, std::shared_ptr<exec_stream_state>{}};
+    if (request.timeout_ms > agent::max_timeout_ms)
+        co_return std::tuple{make_error_code(boost::system::errc::invalid_argument), std::shared_ptr<exec_stream_state>{}};
+    const auto started = std::chrono::steady_clock::now();
     std::vector<std::uint8_t> out;
     agent::encode_request(out, request);
-    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
-    if (wec) co_return std::tuple{st->classify(wec), std::shared_ptr<exec_stream_state>{}};
-    co_return std::tuple{error_code{}, std::make_shared<exec_stream_state>(st, std::move(s), request.stdin_open)};
+    auto [sec, s] = co_await send_request(st, std::move(out), started + agent_connect_patience);
+    if (sec) co_return std::tuple{sec, std::shared_ptr<exec_stream_state>{}};
+    auto es = std::make_shared<exec_stream_state>(st, std::move(s), request.stdin_open);
+    // The guest enforces the timeout; the host does not rely on it.
+    if (request.timeout_ms > 0)
+        es->watchdog.arm_at(st->strand, es->stream,
+                            started + std::chrono::milliseconds(request.timeout_ms) + st->config.exec_timeout_grace);
+    co_return std::tuple{error_code{}, std::move(es)};
 }
 
 asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr<exec_stream_state> es) {
@@ -105,7 +113,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
         }
         auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), agent_read_chunk), use_tuple);
         if (ec) {
-            const auto why = es->sandbox->classify(ec);
+            const auto why = outcome_of(es->sandbox->classify(ec), es->watchdog);
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
@@ -128,7 +136,7 @@ asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_
         const auto header = agent::frame_header(agent::frame_kind::stdin_data, n);
         const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, n)};
         auto [ec, w] = co_await asio::async_write(es->stream, frame, use_tuple);
-        result = es->sandbox->classify(ec);
+        result = outcome_of(es->sandbox->classify(ec), es->watchdog);
         p += n;
         left -= n;
     }
@@ -161,6 +169,9 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
                                                                           std::optional<std::string> stdin_data) {
     using namespace asio::experimental::awaitable_operators;
     request.stdin_open = stdin_data.has_value();
+    // The guest caps each stream at max_output and flags the cut; the host enforces the same
+    // cap itself, so a guest that ignores it costs host memory only up to it.
+    const std::uint64_t cap = request.max_output;
     auto [ec, es] = co_await open_exec(st, std::move(request));
     if (ec) co_return std::tuple{ec, guest_command_result()};
     guest_command_result result;
@@ -169,8 +180,9 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
         // Errors here surface through the output side (the connection is shared).
         if (data) co_await write_stdin(es, std::move(*data), true);
     };
-    auto collect = [](std::shared_ptr<exec_stream_state> es, guest_command_result& out,
-                      error_code& failure) -> asio::awaitable<void> {
+    auto collect = [](std::shared_ptr<exec_stream_state> es, guest_command_result& out, error_code& failure,
+                      std::uint64_t cap) -> asio::awaitable<void> {
+        bool out_cut = false, err_cut = false;
         for (;;) {
             auto [ec, ev] = co_await next_event(es);
             if (ec) {
@@ -178,8 +190,8 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
                 co_return;
             }
             switch (ev.kind) {
-            case stream_event_kind::stdout_data: out.stdout_data += ev.data; break;
-            case stream_event_kind::stderr_data: out.stderr_data += ev.data; break;
+            case stream_event_kind::stdout_data: out_cut = append_capped(out.stdout_data, ev.data, cap) || out_cut; break;
+            case stream_event_kind::stderr_data: err_cut = append_capped(out.stderr_data, ev.data, cap) || err_cut; break;
             case stream_event_kind::exit:
             case stream_event_kind::timed_out: {
                 auto data_out = std::move(out.stdout_data);
@@ -187,14 +199,16 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
                 out = std::move(ev.status);
                 out.stdout_data = std::move(data_out);
                 out.stderr_data = std::move(data_err);
+                out.stdout_truncated = out.stdout_truncated || out_cut;
+                out.stderr_truncated = out.stderr_truncated || err_cut;
                 co_return;
             }
             }
         }
     };
     // Without stdin there is nothing to run alongside collect: skip the parallel group.
-    if (stdin_data) co_await (feed(es, std::move(stdin_data)) && collect(es, result, failure));
-    else co_await collect(es, result, failure);
+    if (stdin_data) co_await (feed(es, std::move(stdin_data)) && collect(es, result, failure, cap));
+    else co_await collect(es, result, failure, cap);
     // Dropping `es` hangs up: after a failure or cancellation that kills the command.
     if (failure) co_return std::tuple{failure, guest_command_result()};
     co_return std::tuple{error_code{}, std::move(result)};

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "mimobox/vm/exec_stream.hpp"
+#include "sandbox/agent_watchdog.hpp"
 #include "sandbox/sandbox_state.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -19,6 +20,8 @@ public:
 
     std::shared_ptr<sandbox_state> sandbox;
     vsock_stream stream;
+    /// Armed when the exec has a timeout: its answer is due by then plus exec_timeout_grace.
+    agent_watchdog watchdog;
     agent::response_reader reader;
     // Not zero-filled: every exec allocates one, and reads only ever expose what they wrote.
     std::unique_ptr<std::uint8_t[]> read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);

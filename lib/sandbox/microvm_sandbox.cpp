@@ -71,7 +71,12 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
     if (bec) co_return fail(bec);
     auto [aec, version] = co_await await_agent(st, deadline);
     if (aec) co_return fail(aec);
-    auto [iec, response] = co_await transact(st, init_request_for(st->config), deadline);
+    // The guest answered a ping; it still gets no longer than ready_timeout for the rest.
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer limit(co_await asio::this_coro::executor, deadline);
+    auto init = co_await (transact(st, init_request_for(st->config), deadline) || limit.async_wait(use_tuple));
+    if (init.index() == 1) co_return fail(sandbox_errc::ready_timeout);
+    auto [iec, response] = std::get<0>(std::move(init));
     if (iec) co_return fail(iec);
     if (!std::holds_alternative<agent::ok_response>(response)) co_return fail(error_from_response(response, false));
     st->agent_version = version;

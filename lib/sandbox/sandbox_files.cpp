@@ -3,6 +3,7 @@
 
 #include "mimobox/vm/guest_file_errc.hpp"
 #include "mimobox/vm/sandbox_errc.hpp"
+#include "sandbox/output_cap.hpp"
 #include "sandbox/sandbox_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -61,20 +62,23 @@ asio::awaitable<std::tuple<error_code>> simple_file_op(std::shared_ptr<sandbox_s
 asio::awaitable<std::tuple<error_code, std::string>> read_file(std::shared_ptr<sandbox_state> st, std::string path) {
     if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path), std::string()};
     if (auto ec = st->check_ready()) co_return std::tuple{ec, std::string()};
-    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
-    if (cec) co_return std::tuple{cec, std::string()};
     std::vector<std::uint8_t> out;
     agent::encode_request(out, request_for(file_op::read, std::move(path)));
-    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
-    if (wec) co_return std::tuple{st->classify(wec), std::string()};
+    auto [sec, s] = co_await send_request(st, std::move(out), std::chrono::steady_clock::now() + agent_connect_patience);
+    if (sec) co_return std::tuple{sec, std::string()};
+    agent_watchdog watchdog;
+    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
     std::string data;
     agent::response_reader reader;
-    auto [ec, r] = co_await read_response(*st, s, reader, [&data](agent::data_chunk& c) -> error_code {
+    // The limit is the host's: the guest may send any amount, whatever the file's size.
+    const std::uint64_t limit = st->config.max_read_file_bytes;
+    auto [ec, r] = co_await read_response(*st, s, reader, [&data, limit](agent::data_chunk& c) -> error_code {
         if (c.kind != agent::frame_kind::file_data) return sandbox_errc::agent_protocol;
+        if (!fits_under_cap(data, c.bytes.size(), limit)) return guest_file_errc::file_too_large;
         data.append(c.bytes.begin(), c.bytes.end());
         return {};
-    });
-    if (ec) co_return std::tuple{ec, std::string()};
+    }, watchdog);
+    if (ec) co_return std::tuple{ec, std::string()};  // dropping `s` hangs up: the agent stops sending
     if (!std::holds_alternative<agent::ok_response>(r)) co_return std::tuple{error_from_response(r, true), std::string()};
     co_return std::tuple{error_code{}, std::move(data)};
 }
@@ -86,16 +90,21 @@ asio::awaitable<std::tuple<error_code>> write_file(std::shared_ptr<sandbox_state
     using namespace asio::experimental::awaitable_operators;
     if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path)};
     if (auto ec = st->check_ready()) co_return std::tuple{ec};
-    auto [cec, s] = co_await st->connect_agent(std::chrono::steady_clock::now() + agent_connect_patience);
-    if (cec) co_return std::tuple{cec};
     auto rq = request_for(file_op::write, std::move(path));
     rq.mode = mode & 07777;
-    auto send = [](vsock_stream& s, agent::file_request rq, const std::string& data) -> asio::awaitable<void> {
-        std::vector<std::uint8_t> head;
-        agent::encode_request(head, rq);
-        auto [ec, n] = co_await asio::async_write(s, asio::buffer(head), use_tuple);
+    std::vector<std::uint8_t> head;
+    agent::encode_request(head, rq);
+    auto [sec, s] = co_await send_request(st, std::move(head), std::chrono::steady_clock::now() + agent_connect_patience);
+    if (sec) co_return std::tuple{sec};
+    // A guest that never reads what we send must not hold the write forever.
+    agent_watchdog watchdog;
+    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
+    auto send = [](vsock_stream& s, const std::string& data, agent_watchdog& watchdog) -> asio::awaitable<void> {
+        error_code ec;
+        std::size_t n = 0;
         const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
         for (std::size_t left = data.size(); left > 0 && !ec;) {
+            watchdog.progress();
             const std::size_t chunk = std::min<std::size_t>(left, agent::max_data_chunk);
             const auto header = agent::frame_header(agent::frame_kind::file_data, chunk);
             const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, chunk)};
@@ -104,12 +113,13 @@ asio::awaitable<std::tuple<error_code>> write_file(std::shared_ptr<sandbox_state
             left -= chunk;
         }
         if (ec) co_return;
+        watchdog.progress();
         std::vector<std::uint8_t> end;
         agent::encode_end(end, agent::frame_kind::file_data);
         co_await asio::async_write(s, asio::buffer(end), use_tuple);
     };
     agent::response_reader reader;
-    auto [ec, response] = co_await (send(s, std::move(rq), data) && read_response(*st, s, reader, {}));
+    auto [ec, response] = co_await (send(s, data, watchdog) && read_response(*st, s, reader, {}, watchdog));
     if (ec) co_return std::tuple{ec};
     if (std::holds_alternative<agent::ok_response>(response)) co_return std::tuple{error_code{}};
     co_return std::tuple{error_from_response(response, true)};

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -18,6 +19,7 @@
 namespace mimobox::vm::detail {
 
 namespace {
+using namespace asio::experimental::awaitable_operators;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The agent speaks the same protocol over either link; the sandbox's transport picks the VM's.
@@ -74,10 +76,11 @@ void sandbox_state::open_spare() {
 asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_agent(std::chrono::steady_clock::time_point deadline) {
     if (spares_.empty() && spares_pending_ > 0 && !spare_waiter_) {
         // A spare's handshake is under way: it arrives sooner than a connection started now.
-        asio::steady_timer wake(strand, asio::steady_timer::time_point::max());
+        asio::steady_timer wake(strand, deadline);
         spare_waiter_ = &wake;
-        co_await wake.async_wait(use_tuple);  // always "aborted": the wake-up is cancel()
+        auto [woken] = co_await wake.async_wait(use_tuple);  // "aborted" when woken by cancel()
         spare_waiter_ = nullptr;
+        if (!woken) co_return std::tuple{error_code(sandbox_errc::agent_timeout), vsock_stream{}};
         // Woken by open_spare's handler, or cancelled by our caller while the spare is on its way.
         if (spares_.empty() && spares_pending_ > 0)
             co_return std::tuple{error_code(asio::error::operation_aborted), vsock_stream{}};
@@ -94,7 +97,12 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     refill_spares();  // for the operations after this one
     auto backoff = std::chrono::milliseconds(2);
     for (;;) {
-        auto [ec, s] = co_await backend.async_vsock_connect(config.agent_port, use_tuple);
+        // The guest need not answer our REQUEST at all: the wait for its RESPONSE ends at the
+        // deadline too (the losing connect is cancelled, which resets it).
+        asio::steady_timer limit(strand, deadline);
+        auto outcome = co_await (backend.async_vsock_connect(config.agent_port, use_tuple) || limit.async_wait(use_tuple));
+        if (outcome.index() == 1) co_return std::tuple{error_code(sandbox_errc::agent_timeout), vsock_stream{}};
+        auto [ec, s] = std::get<0>(std::move(outcome));
         if (ec != vsock::vsock_errc::connection_refused) co_return std::tuple{classify(ec), std::move(s)};
         // Nobody listens yet: the guest is still booting, or the agent's server is restarting.
         if (std::chrono::steady_clock::now() + backoff > deadline) co_return std::tuple{error_code(sandbox_errc::ready_timeout), vsock_stream{}};
@@ -105,9 +113,14 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     }
 }
 
+error_code outcome_of(error_code ec, const agent_watchdog& watchdog) {
+    if (ec && watchdog.fired()) return sandbox_errc::agent_timeout;
+    return ec;
+}
+
 asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
-    const std::function<error_code(agent::data_chunk&)>& on_data) {
+    const std::function<error_code(agent::data_chunk&)>& on_data, agent_watchdog& watchdog) {
     auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);  // not zero-filled: one per operation
     for (;;) {
         auto item = reader.next();
@@ -123,22 +136,40 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
             continue;  // data_end: the response follows
         }
         auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
-        if (ec) co_return std::tuple{st.classify(ec), agent::response()};
+        if (ec) co_return std::tuple{outcome_of(st.classify(ec), watchdog), agent::response()};
+        watchdog.progress();
         if (st.refill_spares()) co_await asio::post(st.strand, asio::use_awaitable);  // see refill_spares
         reader.feed(std::span(buf.get(), n));
     }
 }
 
+asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_ptr<sandbox_state> st,
+                                                                   std::vector<std::uint8_t> request,
+                                                                   std::chrono::steady_clock::time_point connect_deadline) {
+    for (int attempt = 0;; ++attempt) {
+        auto [cec, s] = co_await st->connect_agent(connect_deadline);
+        if (cec) co_return std::tuple{cec, vsock_stream{}};
+        agent_watchdog watchdog;
+        watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
+        auto [wec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
+        watchdog.disarm();
+        if (!wec) co_return std::tuple{error_code{}, std::move(s)};
+        const auto why = outcome_of(st->classify(wec), watchdog);
+        // Not all of it reached the guest: the agent cannot have acted on a partial frame.
+        if (why != sandbox_errc::agent_disconnected || attempt == unsent_request_retries) co_return std::tuple{why, vsock_stream{}};
+    }
+}
+
 asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,
                                                                   std::chrono::steady_clock::time_point connect_deadline) {
-    auto [cec, s] = co_await st->connect_agent(connect_deadline);
-    if (cec) co_return std::tuple{cec, agent::response()};
     std::vector<std::uint8_t> out;
     agent::encode_request(out, request);
-    auto [wec, n] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
-    if (wec) co_return std::tuple{st->classify(wec), agent::response()};
+    auto [sec, s] = co_await send_request(st, std::move(out), connect_deadline);
+    if (sec) co_return std::tuple{sec, agent::response()};
+    agent_watchdog watchdog;
+    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
     agent::response_reader reader;
-    co_return co_await read_response(*st, s, reader, {});
+    co_return co_await read_response(*st, s, reader, {}, watchdog);
 }
 
 asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_ptr<sandbox_state> st, agent::request request) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "agent/response_reader.hpp"
+#include "sandbox/agent_watchdog.hpp"
 #include "mimobox/vm/kvm_backend.hpp"
 #include "mimobox/vm/microvm_state.hpp"
 #include "mimobox/vm/sandbox_config.hpp"
@@ -54,7 +55,8 @@ public:
 
     /// A connection to the agent: the oldest spare if there is one (see refill_spares), one
     /// being opened as a spare if its handshake is under way, else a new one, retrying while
-    /// nothing listens yet (boot, or the agent's server restarting) until `deadline`.
+    /// nothing listens yet (boot, or the agent's server restarting) until `deadline`
+    /// (ready_timeout); a guest that does not complete the handshake by then gives agent_timeout.
     /// Cancellation: per operation; the connection being waited for stays a spare.
     asio::awaitable<std::tuple<error_code, vsock_stream>> connect_agent(std::chrono::steady_clock::time_point deadline);
     /// Opens connections ahead of need, up to `spare_target`, so an operation skips the vsock
@@ -76,10 +78,13 @@ private:
 };
 
 /// Reads from `s` until the agent's response message arrives. Data frames before it go to
-/// `on_data` (which may fail the call by returning an error).
+/// `on_data` (which may fail the call by returning an error). Every read is progress for
+/// `watchdog`; if it fired, the result is sandbox_errc::agent_timeout.
 asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
-    const std::function<error_code(agent::data_chunk&)>& on_data);
+    const std::function<error_code(agent::data_chunk&)>& on_data, agent_watchdog& watchdog);
+/// `ec`, or sandbox_errc::agent_timeout when the failure is the watchdog's doing.
+error_code outcome_of(error_code ec, const agent_watchdog& watchdog);
 
 /// How much one read from an agent connection takes at most (one agent data frame's worth).
 inline constexpr std::size_t agent_read_chunk = 64 * 1024;
@@ -88,7 +93,18 @@ inline constexpr std::size_t agent_read_chunk = 64 * 1024;
 /// restarts within a second if it dies; under load a full accept queue refuses briefly too).
 inline constexpr std::chrono::seconds agent_connect_patience{30};
 
-/// Connects (retrying refusals until `connect_deadline`), sends `request`, returns its response.
+/// A connection to the agent with `request` (one encoded frame) written to it. A connection
+/// that fails before the whole request went out (a spare whose agent worker died, say) cannot
+/// have started anything in the guest, so that case is retried on a fresh connection, up to
+/// unsent_request_retries times; every other failure is the caller's. The write has its own
+/// agent_idle_timeout deadline (a request can exceed the connection's send buffer).
+asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_ptr<sandbox_state> st,
+                                                                   std::vector<std::uint8_t> request,
+                                                                   std::chrono::steady_clock::time_point connect_deadline);
+inline constexpr int unsent_request_retries = 3;
+
+/// Connects (retrying refusals until `connect_deadline`), sends `request`, returns its response;
+/// sandbox_errc::agent_timeout if the guest moves nothing for sandbox_config::agent_idle_timeout.
 asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,
                                                                   std::chrono::steady_clock::time_point connect_deadline);
 /// transact() for operations without data, on a ready sandbox.

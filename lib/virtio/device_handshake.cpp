@@ -37,9 +37,20 @@ bool device_handshake::write_status(std::uint32_t v) {
         reset();
         return true;
     }
+    // DEVICE_NEEDS_RESET is the device's to set (spec §2.1.1): a driver write neither sets
+    // nor clears it. Found by fuzzing: a driver that set it kept the device active, and a
+    // later failure of the device could then no longer deactivate it.
+    v = (v & ~status::device_needs_reset) | (status_ & status::device_needs_reset);
     // The driver only adds bits (spec §2.1.2); anything else is ignored.
     if ((v & status_) != status_) return true;
     const std::uint32_t added = v & ~status_;
+    if (added & status::failed) {
+        // The driver gave up on the device: nothing reaches it again until a reset.
+        if (active_) device_.reset();
+        active_ = false;
+        status_ = v;
+        return true;
+    }
     if (added & status::features_ok) {
         const std::uint64_t offered = device_.device_features() | feature_version_1;
         if ((driver_features_ & ~offered) || !(driver_features_ & feature_version_1)) v &= ~status::features_ok;

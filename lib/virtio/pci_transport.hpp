@@ -34,6 +34,18 @@
 
 namespace mimobox::virtio {
 
+/// Offsets of the common configuration fields (struct virtio_pci_common_cfg,
+/// include/uapi/linux/virtio_pci.h) in the common configuration window.
+namespace pci_common_cfg {
+enum : std::uint64_t {
+    cc_device_feature_select = 0x00, cc_device_feature = 0x04, cc_driver_feature_select = 0x08,
+    cc_driver_feature = 0x0c, cc_config_msix_vector = 0x10, cc_num_queues = 0x12, cc_device_status = 0x14,
+    cc_config_generation = 0x15, cc_queue_select = 0x16, cc_queue_size = 0x18, cc_queue_msix_vector = 0x1a,
+    cc_queue_enable = 0x1c, cc_queue_notify_off = 0x1e, cc_queue_desc = 0x20, cc_queue_driver = 0x28,
+    cc_queue_device = 0x30, cc_size = 0x38,
+};
+}  // namespace pci_common_cfg
+
 class pci_transport final : public transport, public devices::pci_function {
 public:
     static constexpr std::uint64_t registers_size = 0x1000;  // BAR 0

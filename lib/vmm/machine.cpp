@@ -99,7 +99,7 @@ void machine::boot(void_handler h) {
             self->vsock_.reset();  // its interrupt line points at the VM
             self->vm_.reset();
             self->set_state(kvm_lifecycle::stopped);
-            self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}};
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}, {}};
             return self->complete(std::move(h), ec);
         }
         self->vsock_->start(self);
@@ -113,6 +113,7 @@ machine::error_code machine::build() {
     // Input first, platform second: a bad image or argument gets its own error on any host.
     if (auto ec = config_.validate()) return ec;
     if (auto ec = prepare_images()) return ec;
+    if (auto ec = vmm::vcpu_thread::install_kick_signal()) return ec;
     if (auto ec = cached_kvm_verdict()) return ec;
     auto sys = kvm::system::open();
     if (!sys) return microvm_errc::unsupported_platform;
@@ -307,14 +308,10 @@ void machine::kick_all() {
 
 void machine::begin_stop(kvm_exit_reason reason, std::string detail) {
     if (!stop_info_) {
-        vm_stop_info info{reason, std::move(detail), console_.tail_lines(60)};
-        // A triple fault right after "Kernel panic" is the panic=-1 reboot: report the panic.
-        if (reason == kvm_exit_reason::guest_reboot) {
-            if (auto line = console_.find_line("Kernel panic"); !line.empty()) {
-                info.reason = kvm_exit_reason::guest_panic;
-                info.detail = std::move(line);
-            }
-        }
+        vm_stop_info info{reason, std::move(detail), console_.tail_lines(60), {}};
+        // The reason is what the VM did (with panic=-1 a panic is a reboot: a triple fault).
+        // Any program in the guest can print "Kernel panic", so the console line is only a hint.
+        if (reason == kvm_exit_reason::guest_reboot) info.console_panic_line = console_.find_line("Kernel panic");
         stop_info_ = std::move(info);
     }
     if (stop_requested_) return;
@@ -380,7 +377,7 @@ void machine::stop(void_handler h) {
         switch (self->state()) {
         case kvm_lifecycle::stopped: return self->complete(std::move(h), error_code{});
         case kvm_lifecycle::created:
-            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "stopped before boot", {}};
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "stopped before boot", {}, {}};
             self->finish_stop();  // completes whoever waits for the stop or for console text
             return self->complete(std::move(h), error_code{});
         default:
@@ -396,7 +393,7 @@ void machine::request_stop() {
         case kvm_lifecycle::stopped: return;
         case kvm_lifecycle::created:
             // Never booted: nothing runs, but pending waits must still complete.
-            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "backend destroyed before boot", {}};
+            self->stop_info_ = vm_stop_info{kvm_exit_reason::host_stop, "backend destroyed before boot", {}, {}};
             return self->finish_stop();
         default: self->begin_stop(kvm_exit_reason::host_stop, "backend destroyed");
         }

@@ -1,5 +1,8 @@
 #include "vmm/vcpu_thread.hpp"
 
+#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/vcpu_kick_signal.hpp"
+
 #include <boost/asio/post.hpp>
 
 #include <atomic>
@@ -9,18 +12,37 @@
 
 namespace mimobox::vmm {
 
-int vcpu_thread::kick_signal() noexcept {
-    static const int signal = [] {
-        // SIGRTMIN + 3: clear of glibc's internal ones (SIGRTMIN-2..) and of the first few that
-        // applications commonly take. No SA_RESTART, so KVM_RUN returns EINTR.
-        int sig = SIGRTMIN + 3;
-        struct sigaction sa {};
-        sa.sa_handler = [](int) {};
-        sigemptyset(&sa.sa_mask);
-        ::sigaction(sig, &sa, nullptr);
-        return sig;
-    }();
-    return signal;
+namespace {
+std::atomic<int> chosen_signal{0};  // 0: the default, SIGRTMIN + 3 (not a constant expression)
+std::atomic<bool> signal_fixed{false};
+void kick_handler(int) {}
+
+int current_signal() noexcept {
+    const int s = chosen_signal.load();
+    // SIGRTMIN + 3: clear of glibc's internal ones (below SIGRTMIN) and of the first few that
+    // applications commonly take.
+    return s != 0 ? s : SIGRTMIN + 3;
+}
+}  // namespace
+
+boost::system::error_code vcpu_thread::install_kick_signal() noexcept {
+    static std::mutex install;
+    std::lock_guard lock(install);
+    signal_fixed = true;
+    const int sig = current_signal();
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0) return {errno, boost::system::system_category()};
+    const bool ours = !(old.sa_flags & SA_SIGINFO) && old.sa_handler == &kick_handler;
+    if (ours) return {};
+    // SIG_DFL (which would kill the process) and SIG_IGN (which would not interrupt KVM_RUN)
+    // are replaced; a handler of the application's is not ours to take.
+    if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+        return vm::microvm_errc::kick_signal_in_use;
+    struct sigaction sa {};
+    sa.sa_handler = &kick_handler;  // no SA_RESTART: KVM_RUN returns EINTR
+    sigemptyset(&sa.sa_mask);
+    if (::sigaction(sig, &sa, nullptr) != 0) return {errno, boost::system::system_category()};
+    return {};
 }
 
 void vcpu_thread::start() {
@@ -29,7 +51,7 @@ void vcpu_thread::start() {
         std::lock_guard lock(mutex_);
         quit_ = false;
     }
-    (void)kick_signal();
+    signal_ = current_signal();  // machine::build installed its handler
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -52,7 +74,7 @@ void vcpu_thread::stop_and_join() {
 void vcpu_thread::kick() {
     // The kernel reads immediate_exit on entry to KVM_RUN; the signal covers a thread already inside.
     std::atomic_ref<std::uint8_t>(cpu_.run_state().immediate_exit).store(1, std::memory_order_release);
-    if (thread_.joinable()) ::pthread_kill(thread_.native_handle(), kick_signal());
+    if (thread_.joinable()) ::pthread_kill(thread_.native_handle(), signal_);
 }
 
 void vcpu_thread::initiate_run(boost::asio::any_io_executor executor,
@@ -66,6 +88,12 @@ void vcpu_thread::initiate_run(boost::asio::any_io_executor executor,
 }
 
 void vcpu_thread::loop() {
+    // The thread inherits its creator's mask; a blocked kick would leave a guest that spins
+    // without exits impossible to pause or stop.
+    sigset_t kick_only;
+    sigemptyset(&kick_only);
+    sigaddset(&kick_only, signal_);
+    ::pthread_sigmask(SIG_UNBLOCK, &kick_only, nullptr);
     for (;;) {
         go_.acquire();
         {
@@ -84,3 +112,15 @@ void vcpu_thread::loop() {
 }
 
 }  // namespace mimobox::vmm
+
+namespace mimobox::vm {
+
+boost::system::error_code set_vcpu_kick_signal(int signal_number) noexcept {
+    if (signal_number < SIGRTMIN || signal_number > SIGRTMAX || vmm::signal_fixed.load()) return microvm_errc::invalid_kick_signal;
+    vmm::chosen_signal = signal_number;
+    return {};
+}
+
+int vcpu_kick_signal() noexcept { return vmm::current_signal(); }
+
+}  // namespace mimobox::vm

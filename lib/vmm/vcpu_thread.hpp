@@ -48,13 +48,15 @@ public:
             [this, executor](auto handler) { initiate_run(executor, std::move(handler)); }, token);
     }
 
-    /// The real-time signal used for kicks; its handler is installed once per process.
-    static int kick_signal() noexcept;
+    /// Installs the kick signal's handler once per process (see vcpu_kick_signal.hpp);
+    /// kick_signal_in_use if the application handles that signal itself.
+    static boost::system::error_code install_kick_signal() noexcept;
 
 private:
     void initiate_run(boost::asio::any_io_executor executor, boost::asio::any_completion_handler<void(vcpu_exit)> h);
     void loop();
 
+    int signal_ = 0;  // the kick signal, fixed at start()
     kvm::vcpu& cpu_;
     std::size_t run_size_;
     std::thread thread_;

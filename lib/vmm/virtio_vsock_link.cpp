@@ -3,9 +3,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <sys/eventfd.h>
+
+#include <utility>
 
 namespace mimobox::vmm {
 
@@ -58,6 +61,17 @@ virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bu
 
 void virtio_vsock_link::start(std::function<void()> on_activity, std::shared_ptr<void> keep_alive) {
     on_activity_ = std::move(on_activity);
+    // A device activation that stopped at its bound continues in a later turn of the strand,
+    // so other VMs' work on this thread runs in between (and stop() can).
+    device_.on_more_work([this, owner = std::weak_ptr<void>(keep_alive)] {
+        if (std::exchange(more_work_posted_, true)) return;
+        asio::post(strand_, [this, owner] {
+            auto alive = owner.lock();  // the machine owns us: alive means we are too
+            if (!alive) return;
+            more_work_posted_ = false;
+            if (!stopped_) on_activity_();
+        });
+    });
     for (std::size_t i = 0; i < queue_events_.size(); ++i)
         asio::co_spawn(strand_, queue_worker(i, keep_alive), asio::detached);
 }

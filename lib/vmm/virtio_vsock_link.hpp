@@ -79,6 +79,7 @@ private:
     std::vector<boost::asio::posix::stream_descriptor> queue_events_;
     std::function<void()> on_activity_;
     bool stopped_ = false;
+    bool more_work_posted_ = false;  // a process() that hit its bound already asked for another turn
 };
 
 }  // namespace mimobox::vmm

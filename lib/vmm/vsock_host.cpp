@@ -115,16 +115,20 @@ asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::sha
             continue;
         }
         owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
-        if (deferred_since_) pump();  // may leave an interrupt owed again: flushed just below
+        // Connections the guest left closing past their timeout get our RST now.
+        const bool expired = muxer_.expire_closing(std::chrono::steady_clock::now()) > 0;
+        if (deferred_since_ || expired) pump();  // may leave an interrupt owed again: flushed just below
         if (std::exchange(owed_since_, std::nullopt)) link_->flush_interrupt();
+        if (const auto due = next_deadline()) arm_at(*due);  // close timeouts still running
     }
 }
 
 std::optional<std::chrono::steady_clock::time_point> vsock_host::next_deadline() const {
     auto first = owed_since_;
     if (deferred_since_ && (!first || *deferred_since_ < *first)) first = deferred_since_;
-    if (!first) return std::nullopt;
-    return *first + owed_interrupt_delay;
+    if (first) *first += owed_interrupt_delay;
+    if (const auto close = muxer_.next_close_deadline(); close && (!first || *close < *first)) first = close;
+    return first;
 }
 
 std::chrono::seconds vsock_host::stall_log_interval() {
@@ -281,7 +285,10 @@ void vsock_host::release(const vsock::endpoint& ep) {
     // usually starts at once, instead of costing a pump, and often an interrupt, of its own
     // between an operation's answer and its caller.
     const bool only_acknowledges = c && c->close_only_acknowledges();
-    if (c) c->close();
+    const auto now = std::chrono::steady_clock::now();
+    muxer_.close(ep, now);
+    if (owed_interrupt_timer_ && c && c->current_state() == vsock::connection::state::closing)
+        arm_at(now + vsock::muxer::close_timeout);
     if (only_acknowledges) return defer_pump();
     schedule_pump();
 }
@@ -294,10 +301,11 @@ void vsock_host::defer_pump() {
     arm_watch(*deferred_since_);
 }
 
-void vsock_host::arm_watch(std::chrono::steady_clock::time_point since) {
-    // Only when idle: an armed timer is due no later than this (see owed_interrupt_watch).
-    if (owed_interrupt_timer_->expiry() == asio::steady_timer::time_point::max())
-        owed_interrupt_timer_->expires_at(since + owed_interrupt_delay);
+void vsock_host::arm_watch(std::chrono::steady_clock::time_point since) { arm_at(since + owed_interrupt_delay); }
+
+void vsock_host::arm_at(std::chrono::steady_clock::time_point due) {
+    // Never later than it is armed for: when it fires, the watch looks at every deadline anew.
+    if (due < owed_interrupt_timer_->expiry()) owed_interrupt_timer_->expires_at(due);
 }
 
 void vsock_host::schedule_pump() {

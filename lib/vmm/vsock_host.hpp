@@ -107,11 +107,13 @@ private:
     /// Output that may wait for the next pump (closes the guest already made): it rides with
     /// the next exchange, or goes out owed_interrupt_delay after it was queued, whichever is first.
     void defer_pump();
-    /// When the owed-interrupt watch must next act: the earliest of an owed interrupt's and a
-    /// deferred output's deadlines.
+    /// When the owed-interrupt watch must next act: the earliest of an owed interrupt's, a
+    /// deferred output's and a closing connection's (muxer::close_timeout) deadlines.
     std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
     /// Arms the owed-interrupt timer for a debt or deferral that began at `since`.
     void arm_watch(std::chrono::steady_clock::time_point since);
+    /// Arms it for `due` unless it is already armed for sooner.
+    void arm_at(std::chrono::steady_clock::time_point due);
     bool progress();
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);

@@ -79,6 +79,7 @@ void connection::on_guest_packet(const header& h, std::span<const std::uint8_t> 
         // The guest may only send what our advertised buffer has room for.
         if (payload.size() != h.len || rx_.size() + payload.size() > buf_alloc_)
             return fail(vsock_errc::protocol_violation, true);
+        if (state_ == state::closing) break;  // the host closed: nobody will read it, keep nothing
         rx_.insert(rx_.end(), payload.begin(), payload.end());
         rx_cnt_ += static_cast<std::uint32_t>(payload.size());
         break;
@@ -138,6 +139,7 @@ void connection::close() {
     shutdown_write_ = true;
     shutdown_flags_ = shutdown_receive | shutdown_send;
     state_ = state::closing;
+    rx_ = {};  // nobody reads a closed stream; free the memory now, not at the guest's RST
 }
 
 void connection::reset() {

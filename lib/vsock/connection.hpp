@@ -56,9 +56,10 @@ public:
     std::size_t read(std::span<std::uint8_t> out);
     /// No more host data: SHUTDOWN(send) once the queued bytes are out.
     void shutdown_write();
-    /// Full close: SHUTDOWN(both), then the guest's RST (or the muxer's timeout) ends it. If the
-    /// guest has already shut down both directions, RST at once: nothing is left to say, and the
-    /// guest would only answer a SHUTDOWN with an RST of its own.
+    /// Full close: SHUTDOWN(both), then the guest's RST (or muxer::expire_closing's RST after
+    /// muxer::close_timeout) ends it. If the guest has already shut down both directions, RST at
+    /// once: nothing is left to say, and the guest would only answer a SHUTDOWN with an RST of
+    /// its own. Nobody reads a closing connection: what the guest still sends is discarded.
     void close();
     /// close() would only acknowledge: the guest already closed and waits for nothing from us
     /// but the RST (its socket lingers until then).

@@ -21,10 +21,49 @@ std::optional<endpoint> muxer::connect(std::uint32_t guest_port) {
 
 std::optional<endpoint> muxer::take_accepted(std::uint32_t host_port) {
     auto it = accepted_.find(host_port);
-    if (it == accepted_.end() || it->second.empty()) return std::nullopt;
-    auto ep = it->second.front();
-    it->second.pop_front();
-    return ep;
+    if (it == accepted_.end()) return std::nullopt;
+    while (!it->second.empty()) {
+        auto ep = it->second.front();
+        it->second.pop_front();
+        // Entries leave the queue when their connection ends (on_guest_packet); this check
+        // only keeps a stale endpoint from ever becoming a stream.
+        auto* c = find(ep);
+        if (c && c->current_state() == connection::state::established) return ep;
+    }
+    return std::nullopt;
+}
+
+void muxer::close(const endpoint& ep, clock::time_point now) {
+    auto* c = find(ep);
+    if (!c) return;
+    c->close();
+    if (c->current_state() == connection::state::closing)
+        close_deadlines_.try_emplace({ep.host_port, ep.guest_port}, now + close_timeout);
+}
+
+std::size_t muxer::expire_closing(clock::time_point now) {
+    std::size_t n = 0;
+    for (auto it = close_deadlines_.begin(); it != close_deadlines_.end();) {
+        auto c = connections_.find(it->first);
+        if (c == connections_.end() || c->second.current_state() != connection::state::closing) {
+            it = close_deadlines_.erase(it);  // the guest's RST came in time
+        } else if (now >= it->second) {
+            c->second.reset();
+            ++close_timeouts_;
+            ++n;
+            it = close_deadlines_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return n;
+}
+
+std::optional<muxer::clock::time_point> muxer::next_close_deadline() const {
+    std::optional<clock::time_point> first;
+    for (const auto& [k, due] : close_deadlines_)
+        if (!first || due < *first) first = due;
+    return first;
 }
 
 connection* muxer::find(const endpoint& ep) {
@@ -50,10 +89,14 @@ void muxer::on_guest_packet(const header& h, std::span<const std::uint8_t> paylo
     auto it = connections_.find(k);
     if (it != connections_.end()) {
         it->second.on_guest_packet(h, payload);
+        // Accepted and not yet taken, then ended (a REQUEST/RST cycle): out of the backlog.
+        if (it->second.current_state() == connection::state::closed)
+            if (auto q = accepted_.find(h.dst_port); q != accepted_.end())
+                std::erase(q->second, it->second.ends());
         return;
     }
     if (h.operation == op::request && h.type == type_stream && listeners_.count(h.dst_port) &&
-        connections_.size() < max_connections) {
+        connections_.size() < max_connections && accepted_[h.dst_port].size() < max_backlog) {
         endpoint ep{guest_cid_, h.dst_port, h.src_port, local_cid_};
         connections_.emplace(k, connection::accept(ep, h));
         accepted_[h.dst_port].push_back(ep);

@@ -6,7 +6,9 @@
 
 #include "vsock/connection.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <deque>
 #include <map>
 #include <set>
@@ -16,8 +18,15 @@ namespace mimobox::vsock {
 
 class muxer {
 public:
+    using clock = std::chrono::steady_clock;
     /// Connections per VM; a REQUEST beyond it is answered with RST.
     static constexpr std::size_t max_connections = 1024;
+    /// Guest connections per listener accepted and not yet taken (a listen backlog); a REQUEST
+    /// beyond it is answered with RST.
+    static constexpr std::size_t max_backlog = 64;
+    /// How long a connection the host closed waits for the guest's RST before we send ours and
+    /// forget it. A guest that never answers would otherwise hold a connection slot forever.
+    static constexpr std::chrono::milliseconds close_timeout{2000};
     /// Host ports for host-initiated connections, as Firecracker: [2^30, 2^31).
     static constexpr std::uint32_t ephemeral_first = 1u << 30, ephemeral_last = (1u << 31) - 1;
 
@@ -42,6 +51,15 @@ public:
     bool has_output() const;
 
     connection* find(const endpoint& ep);
+    /// Closes the connection (connection::close) and, if it now waits for the guest's RST,
+    /// starts its close_timeout at `now`.
+    void close(const endpoint& ep, clock::time_point now);
+    /// Resets the closing connections whose close_timeout ran out by `now`; returns how many.
+    std::size_t expire_closing(clock::time_point now);
+    /// When expire_closing next has something to do, if anything waits.
+    std::optional<clock::time_point> next_close_deadline() const;
+    /// Closing connections that the guest left unanswered and we reset (expire_closing).
+    std::uint64_t close_timeouts() const noexcept { return close_timeouts_; }
     /// Drops closed connections whose output has drained and that `keep` does not hold on to;
     /// returns how many.
     template <class Keep>
@@ -50,6 +68,7 @@ public:
         for (auto it = connections_.begin(); it != connections_.end();) {
             if (it->second.current_state() == connection::state::closed && !it->second.has_output() &&
                 !keep(it->second.ends())) {
+                close_deadlines_.erase(it->first);
                 it = connections_.erase(it);
                 ++n;
             } else {
@@ -75,6 +94,8 @@ private:
     std::map<key, connection> connections_;
     std::set<std::uint32_t> listeners_;
     std::map<std::uint32_t, std::deque<endpoint>> accepted_;
+    std::map<key, clock::time_point> close_deadlines_;  // closing connections' RST deadlines
+    std::uint64_t close_timeouts_ = 0;
     std::deque<header> stray_rsts_;  // RSTs for packets that match no connection
     std::uint32_t next_port_ = ephemeral_first;
     key last_served_{0, 0};

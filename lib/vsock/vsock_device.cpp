@@ -26,6 +26,9 @@ void vsock_device::reset() {
     queues_.clear();
     tx_completions_unsignalled_ = 0;
     mux_.fail_all(vsock_errc::connection_reset);  // the driver's reset ends every stream
+    // Host operations waiting on those streams learn of it in the owner's next turn; without
+    // this, a reset with no packet after it left them waiting forever.
+    if (reschedule_) reschedule_();
 }
 
 void vsock_device::fail(const boost::system::error_code&) {
@@ -33,25 +36,30 @@ void vsock_device::fail(const boost::system::error_code&) {
     if (transport_) transport_->fail_device();
 }
 
-void vsock_device::process() {
-    if (!active()) return;
-    const std::uint32_t tx_done = process_tx();
-    if (!active()) return;
-    bool rx_used = process_rx();
-    if (!active()) return;
+bool vsock_device::process() {
+    if (!active()) return false;
+    const pass tx = process_tx();
+    if (!active()) return false;
+    pass rx_pass = process_rx();
+    if (!active()) return false;
+    bool rx_used = rx_pass.chains > 0;
     // Kicks for new RX buffers matter only while packets wait for them: otherwise the next
     // process() finds the buffers anyway. The guest refills after every RX interrupt, and each
     // of those kicks would cost it a VM exit and us a wake-up for nothing.
     auto& rx = queues_[rx_queue];
     const bool starved = starved_for_rx_buffers();
     rx.set_driver_notifications(starved);
-    if (starved && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
-        rx_used = process_rx() || rx_used;
-        if (!active()) return;
+    if (starved && !rx_pass.budget_spent && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
+        rx_pass = process_rx();
+        rx_used = rx_pass.chains > 0 || rx_used;
+        if (!active()) return false;
     }
-    tx_completions_unsignalled_ += tx_done;
-    if (rx_used && queues_[rx_queue].should_notify()) return signal();
-    if (tx_completions_unsignalled_ >= tx_completion_batch) flush_owed_interrupt();
+    tx_completions_unsignalled_ += tx.chains;
+    if (rx_used && queues_[rx_queue].should_notify()) signal();
+    else if (tx_completions_unsignalled_ >= tx_completion_batch) flush_owed_interrupt();
+    const bool more = tx.budget_spent || rx_pass.budget_spent;
+    if (more && reschedule_) reschedule_();
+    return more;
 }
 
 void vsock_device::signal() {
@@ -80,16 +88,20 @@ std::optional<std::vector<std::uint8_t>> vsock_device::gather(const virtio::desc
     return out;
 }
 
-std::uint32_t vsock_device::process_tx() {
-    std::uint32_t used = 0;
+vsock_device::pass vsock_device::process_tx() {
+    pass done;
     auto& q = queues_[tx_queue];
     for (;;) {
+        if (done.chains == q.layout().size) {
+            done.budget_spent = true;
+            return done;
+        }
         auto next = q.pop();
         if (!next) {
             fail(next.error());
-            return used;
+            return done;
         }
-        if (!*next) return used;
+        if (!*next) return done;
         const auto& chain = **next;
         // Header and payload may be split across descriptors in any way: read them as a stream.
         auto bytes = gather(chain, header_size + max_payload);
@@ -106,20 +118,24 @@ std::uint32_t vsock_device::process_tx() {
         }
         if (auto ec = q.push_used(chain.head, 0)) {
             fail(ec);
-            return used;
+            return done;
         }
-        ++used;
+        ++done.chains;
     }
 }
 
-bool vsock_device::process_rx() {
-    bool used = false;
+vsock_device::pass vsock_device::process_rx() {
+    pass done;
     auto& q = queues_[rx_queue];
     while (mux_.has_output()) {
+        if (done.chains == q.layout().size) {
+            done.budget_spent = true;
+            return done;
+        }
         auto next = q.pop();
         if (!next) {
             fail(next.error());
-            return used;
+            return done;
         }
         if (!*next) break;  // no buffers: the muxer keeps its packets until the guest posts more
         const auto& chain = **next;
@@ -147,12 +163,12 @@ bool vsock_device::process_rx() {
         }
         if (auto ec = q.push_used(chain.head, written)) {
             fail(ec);
-            return used;
+            return done;
         }
-        used = true;
+        ++done.chains;
         if (nothing_to_send) break;  // never spend the guest's buffers on nothing in a loop
     }
-    return used;
+    return done;
 }
 
 bool vsock_device::starved_for_rx_buffers() const {

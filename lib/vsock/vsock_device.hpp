@@ -8,6 +8,7 @@
 #include "virtio/virtio_device.hpp"
 #include "vsock/muxer.hpp"
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -37,7 +38,16 @@ public:
     /// Drains the TX queue into the muxer, then fills RX buffers from it. Call after a
     /// notification or after the host side queued output. Raises the used-buffer interrupt
     /// when the driver asked for it, except for TX completions alone (see below).
-    void process();
+    /// Bounded: at most one queue's worth of chains per queue and call, because a guest (a
+    /// second vCPU, or the kicking one, which runs on) can republish buffers as fast as we
+    /// take them and would otherwise hold the calling thread, and every VM on it, forever.
+    /// Returns true when it stopped at that bound with work left; the reschedule callback
+    /// has then been called, so a notification that came through notify() is not lost.
+    bool process();
+    /// Called (on the thread running process) when an activation stopped at its bound, and
+    /// after a reset ended every connection: the owner arranges another turn (process() and
+    /// completing what waits on the connections) after other work had its turn.
+    void on_more_work(std::function<void()> reschedule) { reschedule_ = std::move(reschedule); }
 
     /// TX completions only free the driver's send buffers, so their interrupt can wait: the
     /// next RX interrupt covers them (the guest's handler scans every queue), and so does
@@ -58,9 +68,13 @@ public:
     std::string describe() const;
 
 private:
-    std::uint32_t process_tx();  // chains returned
+    struct pass {
+        std::uint32_t chains = 0;  // returned to the driver
+        bool budget_spent = false;
+    };
+    pass process_tx();
     void signal();
-    bool process_rx();
+    pass process_rx();
     void fail(const boost::system::error_code& ec);
     std::optional<std::vector<std::uint8_t>> gather(const virtio::descriptor_chain& chain, std::size_t limit) const;
 
@@ -70,6 +84,7 @@ private:
     std::vector<virtio::split_queue> queues_;
     std::uint64_t dropped_ = 0;
     std::uint32_t tx_completions_unsignalled_ = 0;
+    std::function<void()> reschedule_;
 };
 
 }  // namespace mimobox::vsock

@@ -3,6 +3,9 @@
 #define BOOST_TEST_MODULE agent_messages
 #include <boost/test/unit_test.hpp>
 
+#include "agent/base64.hpp"
+#include "agent/response_reader.hpp"
+
 using namespace mimobox::agent;
 
 namespace {
@@ -171,5 +174,43 @@ BOOST_AUTO_TEST_CASE(malformed_responses_are_rejected) {
         auto v = parse_message(text);
         BOOST_REQUIRE(v);
         BOOST_TEST((response_from_json(*v).error() == agent_errc::malformed_message), text);
+    }
+}
+
+// Unpadded base64 (length % 4 == 3) once made the decoder write past its buffer (sized for
+// padded input); a hostile guest reaches it through any response, the boot ping included.
+BOOST_AUTO_TEST_CASE(unpadded_base64_in_a_response_decodes_exactly) {
+    response_reader reader;
+    const std::string body = R"({"v":1,"type":"error","errno":5,"message":{"base64":"QUFBQUFBQUFBQUFBQUFBQUFBQUF"}})";
+    std::vector<std::uint8_t> wire;
+    encode_frame(wire, frame_kind::message, std::span(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
+    reader.feed(wire);
+    auto item = reader.next();
+    BOOST_REQUIRE(item);
+    BOOST_REQUIRE(item->has_value());
+    const auto& e = std::get<error_response>(std::get<response>(**item));
+    BOOST_TEST(e.message == std::string(20, 'A'));
+}
+
+BOOST_AUTO_TEST_CASE(base64_round_trips_every_length_and_refuses_what_is_not_base64) {
+    std::string bytes;
+    for (int n = 0; n < 70; ++n) {
+        BOOST_TEST(*base64::decode(base64::encode(bytes)) == bytes);
+        bytes.push_back(static_cast<char>(n * 37 + 11));
+    }
+    BOOST_TEST(*base64::decode("YQ") == "a");     // unpadded, % 4 == 2
+    BOOST_TEST(*base64::decode("YWI") == "ab");   // unpadded, % 4 == 3
+    BOOST_TEST(*base64::decode("YQ==") == "a");
+    BOOST_TEST(*base64::decode("YR==") == "a");   // unused bits of the last character are ignored
+    for (const char* bad : {"Y", "YWJjZ", "Y===", "=YWI", "YW=I", "YQ=", "YW\nJj", "YWJj===", "YW J"})
+        BOOST_TEST(!base64::decode(bad).has_value(), bad);
+}
+
+BOOST_AUTO_TEST_CASE(a_response_with_invalid_base64_is_malformed) {
+    for (const char* text : {R"({"v":1,"type":"error","errno":5,"message":{"base64":"QUF*"}})",
+                             R"({"v":1,"type":"error","errno":5,"message":{"base64":"Q"}})",
+                             R"({"v":1,"type":"error","errno":5,"message":{"base64":"QQ==QQ=="}})"}) {
+        auto r = response_from_json(*parse_message(text));
+        BOOST_TEST((r.error() == agent_errc::malformed_message), text);
     }
 }

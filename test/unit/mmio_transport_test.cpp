@@ -44,6 +44,15 @@ struct fixture {
         wr(0x20, static_cast<std::uint32_t>(features >> 32));
         wr(0x70, st::acknowledge | st::driver | st::features_ok);
     }
+    /// Negotiates, sets up both queues and writes DRIVER_OK; returns the status written.
+    std::uint32_t bring_up() {
+        negotiate();
+        setup_queue(0, 8, 0x1000);
+        setup_queue(1, 4, 0x3000);
+        const std::uint32_t up = st::acknowledge | st::driver | st::features_ok | st::driver_ok;
+        wr(0x70, up);
+        return up;
+    }
     void setup_queue(std::uint32_t index, std::uint32_t size, std::uint64_t base) {
         test::mock_driver layout_only(mem, static_cast<std::uint16_t>(size), base, 0x80000);
         auto& l = layout_only.layout();
@@ -205,6 +214,27 @@ BOOST_AUTO_TEST_CASE(narrow_or_unaligned_register_access_is_ignored) {
     t->write(0x070, std::span(reinterpret_cast<const std::uint8_t*>(&h), 2));
     wr(0x071, 1);
     BOOST_TEST(rd(0x70) == 0u);
+}
+
+// Found by fuzzing: a driver that wrote DEVICE_NEEDS_RESET itself kept the device active, and a
+// later failure of the device could no longer deactivate it.
+BOOST_AUTO_TEST_CASE(the_driver_cannot_set_device_needs_reset_itself) {
+    const std::uint32_t up = bring_up();
+    wr(0x70, up | st::device_needs_reset);
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) == 0u);
+    BOOST_TEST(t->active());
+    t->fail_device();  // the device's own failure still takes effect
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) != 0u);
+    BOOST_TEST(!t->active());
+}
+
+BOOST_AUTO_TEST_CASE(a_driver_that_sets_failed_stops_the_device) {
+    const std::uint32_t up = bring_up();
+    wr(0x70, up | st::failed);
+    BOOST_TEST(!t->active());
+    BOOST_TEST(dev.resets == 1);
+    wr(0x50, 1);
+    BOOST_TEST(dev.notified.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

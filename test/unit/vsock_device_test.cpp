@@ -5,8 +5,11 @@
 
 #include "../support/vsock_rig.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <numeric>
+#include <thread>
 
 using namespace mimobox;
 using namespace mimobox::vsock;
@@ -225,6 +228,99 @@ BOOST_AUTO_TEST_CASE(a_renotify_raises_an_edge_while_the_driver_is_up_and_nothin
     wr(0x70, 0);  // the driver resets the device
     BOOST_TEST(!dev.renotify());
     BOOST_TEST(irq.count == 1);
+}
+
+// A hostile guest that keeps a queue full with one chain: every ring slot names the same head,
+// and a thread (a second vCPU, or the kicking one, which runs on after its kick) keeps the
+// available index one queue ahead of what the device returned. process() once looped for as
+// long as the guest kept this up, holding the thread that every other VM on it shares.
+struct republishing_guest {
+    republishing_guest(const memory::guest_memory& mem, const test::mock_driver& queue, std::uint16_t head)
+        : mem_(mem), layout_(queue.layout()) {
+        for (std::uint16_t slot = 0; slot < layout_.size; ++slot)
+            (void)mem.write_obj(memory::guest_addr(layout_.driver + 4 + 2u * slot), head);
+        const std::uint16_t start = used_index();
+        store_avail(static_cast<std::uint16_t>(start + layout_.size));
+        thread_ = std::thread([this] {
+            // Bounded, so a device without the fix fails the test instead of hanging it.
+            const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+            while (!stop_.load() && std::chrono::steady_clock::now() < until)
+                store_avail(static_cast<std::uint16_t>(used_index() + layout_.size));
+        });
+    }
+    ~republishing_guest() { finish(); }
+    void finish() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+    std::uint16_t used_index() const { return ref(layout_.device + 2).load(std::memory_order_acquire); }
+
+private:
+    std::atomic_ref<std::uint16_t> ref(std::uint64_t addr) const {
+        return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(mem_.host_span(memory::guest_addr(addr), 2).value().data()));
+    }
+    void store_avail(std::uint16_t idx) { ref(layout_.driver + 2).store(idx, std::memory_order_release); }
+    const memory::guest_memory& mem_;
+    virtio::queue_layout layout_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+BOOST_AUTO_TEST_CASE(a_guest_republishing_tx_buffers_cannot_hold_process_forever) {
+    auto ep = connected(*this);
+    int reschedules = 0;
+    dev.on_more_work([&] { ++reschedules; });
+    const auto hdr = encode(guest_header(op::rw, 5000, 1234, 1));
+    std::vector<std::uint8_t> packet(hdr.begin(), hdr.end());
+    packet.push_back(0x5a);
+    const std::uint16_t head = tx->offer({packet}, {});
+    const std::uint16_t used_before = static_cast<std::uint16_t>(
+        mem.read_obj<std::uint16_t>(memory::guest_addr(tx->layout().device + 2)).value());
+    republishing_guest guest(mem, *tx, head);
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool more = dev.process();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    const auto chains = static_cast<std::uint16_t>(guest.used_index() - used_before);
+    guest.finish();
+    BOOST_TEST(more);
+    BOOST_TEST(reschedules == 1);
+    BOOST_TEST(chains == 64u);  // one queue's worth (the rig's queues hold 64), then yield
+    BOOST_TEST(mux.find(ep)->readable() == 64u);
+    BOOST_TEST(std::chrono::duration_cast<std::chrono::milliseconds>(took).count() < 1000);
+    BOOST_TEST(dev.active());
+}
+
+// The same on the receive side: a guest that keeps one receive buffer republished while the
+// host has 64 KiB to send gets one queue's worth of packets per activation.
+BOOST_AUTO_TEST_CASE(a_guest_republishing_rx_buffers_gets_one_queue_per_activation) {
+    auto ep = connected(*this);
+    (void)received();
+    int reschedules = 0;
+    dev.on_more_work([&] { ++reschedules; });
+    auto data = pattern(connection::tx_capacity);
+    BOOST_REQUIRE(mux.find(ep)->write(data) == data.size());  // 140 packets of 468 bytes
+    const std::uint16_t head = rx->offer({}, {512});
+    const std::uint16_t used_before = static_cast<std::uint16_t>(
+        mem.read_obj<std::uint16_t>(memory::guest_addr(rx->layout().device + 2)).value());
+    republishing_guest guest(mem, *rx, head);
+    const bool more = dev.process();
+    const auto chains = static_cast<std::uint16_t>(guest.used_index() - used_before);
+    guest.finish();
+    BOOST_TEST(more);
+    BOOST_TEST(reschedules == 1);
+    BOOST_TEST(chains == 64u);
+    BOOST_TEST(mux.find(ep)->has_output());
+}
+
+// A reset with no packet after it once left host operations on the dead connections waiting
+// for a pump that never came: the device now asks its owner for a turn.
+BOOST_AUTO_TEST_CASE(a_driver_reset_asks_the_owner_for_a_turn_so_waiting_operations_complete) {
+    auto ep = connected(*this);
+    int turns = 0;
+    dev.on_more_work([&] { ++turns; });
+    wr(0x70, 0);
+    BOOST_TEST(turns == 1);
+    BOOST_TEST((mux.find(ep)->error() == vsock_errc::connection_reset));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

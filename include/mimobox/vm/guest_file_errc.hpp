@@ -21,6 +21,8 @@ enum class guest_file_errc {
     symlink_loop,        ///< ELOOP
     invalid_path,        ///< EINVAL, or a path the host refused before sending (relative, NUL bytes)
     busy,                ///< EBUSY, ETXTBSY
+    file_too_large,      ///< EFBIG, or a read beyond sandbox_config::max_read_file_bytes (checked by the host)
+    not_a_regular_file,  ///< ENXIO: reads and writes take regular files only (not FIFOs, devices, sockets)
 };
 
 const boost::system::error_category& guest_file_category() noexcept;

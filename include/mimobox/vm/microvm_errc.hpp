@@ -29,6 +29,8 @@ enum class microvm_errc {
     kernel_does_not_fit,       ///< a segment or the image lies outside guest RAM
     initramfs_does_not_fit,    ///< no room below initrd_addr_max
     invalid_vsock_link,        ///< microvm_config::vsock is not a vsock_link value (configuration)
+    kick_signal_in_use,        ///< the vCPU kick signal (see vcpu_kick_signal.hpp) has another handler installed
+    invalid_kick_signal,       ///< set_vcpu_kick_signal: not a real-time signal, or VMs have started already
 };
 
 const boost::system::error_category& microvm_category() noexcept;

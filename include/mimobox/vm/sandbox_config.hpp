@@ -23,6 +23,19 @@ struct sandbox_config {
     std::string hostname = "mimobox";
     /// Bytes of host randomness mixed into the guest's RNG at startup (0 to skip, at most 512).
     std::size_t rng_seed_bytes = 64;
+
+    // ---- host-side limits: the guest is not trusted to keep its promises
+    /// How long an operation other than exec waits for the guest to move any byte of it (either
+    /// way) before it ends with sandbox_errc::agent_timeout. An exec with a timeout ends at most
+    /// exec_timeout_grace after it; an exec without one waits for as long as the command runs
+    /// (cancel it to stop waiting).
+    std::chrono::milliseconds agent_idle_timeout{30'000};
+    /// How long past its own timeout the host waits for an exec's answer (the guest kills the
+    /// command at the timeout and answers; under nested emulation that takes a while).
+    std::chrono::milliseconds exec_timeout_grace{10'000};
+    /// async_read_file fails with guest_file_errc::file_too_large past this many bytes (the
+    /// whole file is held in host memory).
+    std::uint64_t max_read_file_bytes = 256u << 20;
 };
 
 }  // namespace mimobox::vm
