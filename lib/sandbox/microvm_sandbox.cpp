@@ -37,8 +37,8 @@ agent::request init_request_for(const sandbox_config& config) {
     return init;
 }
 
-// Ping until the agent answers: connections are refused until it listens, and the guest may
-// accept and then lose a connection while its server (re)starts.
+// Ping until the agent answers: connections are refused until it listens, the guest may
+// accept and then lose a connection while its server (re)starts, and a ping may go unanswered.
 asio::awaitable<std::tuple<error_code, std::string>> await_agent(std::shared_ptr<sandbox_state> st,
                                                                  std::chrono::steady_clock::time_point deadline) {
     using namespace asio::experimental::awaitable_operators;
@@ -51,7 +51,9 @@ asio::awaitable<std::tuple<error_code, std::string>> await_agent(std::shared_ptr
             if (auto* pong = std::get_if<agent::pong_response>(&response)) co_return std::tuple{error_code{}, pong->agent_version};
             co_return std::tuple{error_code(sandbox_errc::agent_protocol), std::string()};
         }
-        if (ec != sandbox_errc::agent_disconnected) co_return std::tuple{ec, std::string()};
+        // A connection lost, or a ping left unanswered (agent_idle_timeout): ask again, until
+        // ready_timeout says no more.
+        if (ec != sandbox_errc::agent_disconnected && ec != sandbox_errc::agent_timeout) co_return std::tuple{ec, std::string()};
     }
 }
 
@@ -77,6 +79,7 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
     auto init = co_await (transact(st, init_request_for(st->config), deadline) || limit.async_wait(use_tuple));
     if (init.index() == 1) co_return fail(sandbox_errc::ready_timeout);
     auto [iec, response] = std::get<0>(std::move(init));
+    if (iec == sandbox_errc::agent_timeout) co_return fail(sandbox_errc::ready_timeout);  // it never became ready
     if (iec) co_return fail(iec);
     if (!std::holds_alternative<agent::ok_response>(response)) co_return fail(error_from_response(response, false));
     st->agent_version = version;
