@@ -3,6 +3,7 @@
 #include "mimobox/vm/guest_file_errc.hpp"
 #include "mimobox/vm/lifecycle_errc.hpp"
 #include "mimobox/vm/sandbox_errc.hpp"
+#include "vsock/connection.hpp"
 #include "vsock/vsock_errc.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -149,8 +150,10 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_p
     for (int attempt = 0;; ++attempt) {
         auto [cec, s] = co_await st->connect_agent(connect_deadline);
         if (cec) co_return std::tuple{cec, vsock_stream{}};
+        // A request that fits the fresh connection's send buffer is taken at once, whatever the
+        // guest does; only a larger one waits on the guest's credit and needs a deadline.
         agent_watchdog watchdog;
-        watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
+        if (request.size() > vsock::connection::tx_capacity) watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
         auto [wec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
         watchdog.disarm();
         if (!wec) co_return std::tuple{error_code{}, std::move(s)};

@@ -96,8 +96,8 @@ inline constexpr std::chrono::seconds agent_connect_patience{30};
 /// A connection to the agent with `request` (one encoded frame) written to it. A connection
 /// that fails before the whole request went out (a spare whose agent worker died, say) cannot
 /// have started anything in the guest, so that case is retried on a fresh connection, up to
-/// unsent_request_retries times; every other failure is the caller's. The write has its own
-/// agent_idle_timeout deadline (a request can exceed the connection's send buffer).
+/// unsent_request_retries times; every other failure is the caller's. A request larger than
+/// the connection's send buffer waits on the guest, under an agent_idle_timeout deadline.
 asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_ptr<sandbox_state> st,
                                                                    std::vector<std::uint8_t> request,
                                                                    std::chrono::steady_clock::time_point connect_deadline);
