@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <string>
 
 namespace mimobox::agent::guest {
@@ -25,12 +26,21 @@ void send_result(int conn, int rc) {
     else send_answer(conn, errno_response(errno));
 }
 
+// What reading or writing something other than a regular file answers (guest_file_errc::
+// not_a_regular_file on the host): a FIFO or a device could block the worker or never end.
+constexpr int not_a_regular_file = ENXIO;  // the host maps it to guest_file_errc::not_a_regular_file
+
 void serve_read(int conn, const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return send_result(conn, -1);
     struct stat st{};
-    if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        const int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    int e = 0;
+    if (::fstat(fd, &st) != 0) e = errno;
+    else if (S_ISDIR(st.st_mode)) e = EISDIR;
+    else if (!S_ISREG(st.st_mode)) e = not_a_regular_file;
+    else if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) e = errno;
+    if (e) {
         ::close(fd);
         return (void)send_answer(conn, errno_response(e));
     }
@@ -50,33 +60,61 @@ void serve_read(int conn, const std::string& path) {
     send_answer(conn, ok_response{});
 }
 
-// Atomic: the data goes to a temporary file next to the target, renamed over it only once
-// complete, so a reader sees the old file or the new one and a failed write leaves no trace.
+// The path a write replaces: symlinks in the last component are followed (a dangling one to the
+// file it would create), so a link is written through, like a shell's `>`, instead of being
+// replaced by a file. 0 or an errno value.
+int resolve_final_component(std::string& path) {
+    for (int hops = 0; hops < 40; ++hops) {  // Linux's own limit (ELOOP beyond)
+        char target[PATH_MAX];
+        const ssize_t n = ::readlink(path.c_str(), target, sizeof target);
+        if (n < 0) return errno == EINVAL || errno == ENOENT ? 0 : errno;  // not a link, or nothing there
+        if (static_cast<std::size_t>(n) == sizeof target) return ENAMETOOLONG;
+        if (target[0] == '/') path.assign(target, static_cast<std::size_t>(n));
+        else path = path.substr(0, path.find_last_of('/') + 1) + std::string(target, static_cast<std::size_t>(n));
+    }
+    return ELOOP;
+}
+
+// Atomic: the data goes to a temporary file next to the target, synced and renamed over it only
+// once complete, so a reader sees the old file or the new one, and a failed write leaves no
+// trace. An existing file keeps its owner and mode (the request's mode is for new files); it is
+// replaced, not rewritten in place, so its other hard links keep the old contents.
 void serve_write(int conn, const file_request& f, frame_reader& reader) {
-    const auto slash = f.path.find_last_of('/');
-    std::string tmp = f.path.substr(0, slash + 1) + ".mimobox-write-XXXXXX";
-    const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-    if (fd < 0) return send_result(conn, -1);
-    int error = 0;
+    std::string path = f.path;
+    struct stat existing{};
+    int error = resolve_final_component(path);
+    bool exists = false;
+    if (!error) {
+        exists = ::stat(path.c_str(), &existing) == 0;
+        if (!exists && errno != ENOENT) error = errno;
+        else if (exists && S_ISDIR(existing.st_mode)) error = EISDIR;
+        else if (exists && !S_ISREG(existing.st_mode)) error = not_a_regular_file;
+    }
+    std::string tmp = path.substr(0, path.find_last_of('/') + 1) + ".mimobox-write-XXXXXX";
+    const int fd = error ? -1 : ::mkostemp(tmp.data(), O_CLOEXEC);
+    if (fd < 0 && !error) error = errno;
     bool complete = false;
+    // Read to the end even after an error, so the host's sends finish; the error goes last.
     while (auto fr = reader.read(conn)) {
         if (fr->kind == frame_kind::end_of_data) {
             complete = true;
             break;
         }
         if (fr->kind != frame_kind::file_data) {
-            error = EPROTO;
+            if (!error) error = EPROTO;
             break;
         }
-        // After a failed write, keep reading so the host's sends finish; the error goes last.
         if (!error && !write_all(fd, fr->body.data(), fr->body.size())) error = errno ? errno : EIO;
     }
     if (!error && !complete) error = EPIPE;  // the host went away mid-file
-    if (!error && ::fchmod(fd, f.mode) != 0) error = errno;
-    if (::close(fd) != 0 && !error) error = errno;
-    if (!error && ::rename(tmp.c_str(), f.path.c_str()) != 0) error = errno;
+    // Owner before mode: a chown clears the set-user-ID and set-group-ID bits.
+    if (!error && exists && ::fchown(fd, existing.st_uid, existing.st_gid) != 0) error = errno;
+    if (!error && ::fchmod(fd, exists ? existing.st_mode & 07777 : f.mode) != 0) error = errno;
+    if (!error && ::fsync(fd) != 0) error = errno;  // the data is on disk before the name moves to it
+    if (fd >= 0 && ::close(fd) != 0 && !error) error = errno;
+    if (!error && ::rename(tmp.c_str(), path.c_str()) != 0) error = errno;
     if (error) {
-        ::unlink(tmp.c_str());
+        if (fd >= 0) ::unlink(tmp.c_str());
         return (void)send_answer(conn, errno_response(error));
     }
     send_answer(conn, ok_response{});

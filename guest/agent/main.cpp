@@ -1,8 +1,31 @@
 // mimobox guest agent: the guest's /init. As PID 1 it mounts the pseudo filesystems, names the
-// host, starts the vsock server and reaps every orphan. The server listens on vsock port 52 (or,
-// with the serial transport, on an AF_UNIX socket that serial_bridge joins to ttyS1) and
-// serves each connection (one operation: ping, init, exec, a file operation) in its own process,
+// host, serves the agent protocol and reaps every orphan. It listens on vsock port 52 (or, with
+// the serial transport, on an AF_UNIX socket that the serial bridge joins to ttyS1) and serves
+// each connection (one operation: ping, init, exec, a file operation) in its own worker thread,
 // so a misbehaving command cannot stall another operation.
+//
+// Everything runs as threads of PID 1, never as separate processes: commands run as root, and
+// `kill -9 -1` (common in clean-up scripts) kills every process but init and the caller. The
+// kernel drops signals from inside the PID namespace that init has no handler for (SIGKILL and
+// SIGSTOP included), and threads belong to init's thread group, so no command can kill a worker,
+// the serial bridge or the reaper, and the current and next operations survive it.
+//  - Workers: a pool of threads waiting in accept (see worker_pool); threads are also cheaper
+//    than processes under emulation (a pipe round trip took 15 us between threads, 82 us
+//    between processes).
+//  - Commands: started by the worker with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD), waited
+//    for through the pidfd. They are children of PID 1 like the orphans, so the reaper must not
+//    take their exit status from the worker: exec.cpp registers each command's pid (under a
+//    lock that the reaper takes exclusively, so none is reaped before it is registered) and the
+//    reaper posts a registered child's status instead of dropping it; whichever of the two
+//    reaps first, the worker gets it. (Exit signal 0 would hide them from a plain wait(), but
+//    exec resets it to SIGCHLD.)
+//  - Reaper (the main thread): SIGCHLD is blocked in every thread and taken with sigwaitinfo,
+//    then reap_children() reaps every zombie child.
+//  - What commands inherit is reset in the child between clone and exec: empty signal mask
+//    (the agent blocks SIGCHLD), SIGPIPE at its default (the agent ignores it), SCHED_OTHER
+//    (workers run SCHED_BATCH), the cwd of the request ("/" otherwise, the agent's own).
+// The price: a crash in the agent is a crash of init (a kernel panic), where a worker process
+// used to die alone.
 // `mimobox.test=` on the kernel command line hands PID 1 to the test init instead.
 #include "exec.hpp"
 #include "files.hpp"
@@ -15,9 +38,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,7 +53,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <new>
+#include <optional>
 #include <string>
 
 using namespace mimobox::agent;
@@ -85,37 +108,31 @@ void serve_connection(int conn) {
     send_answer(conn, error_response{EPROTO, "unexpected request"});
 }
 
-// Workers wait in accept() and serve one connection at a time, then go back to waiting. Forking
-// costs tens of milliseconds under nested virtualization, so it must stay off the path of a
-// request: the server forks only when the idle workers run low (a burst of concurrent
-// operations), and a worker that finds enough others idle exits instead of waiting. In steady
-// state, one operation after another, nothing forks at all.
+// Workers wait in accept() and serve one connection at a time, then go back to waiting. New
+// threads are started off the path of a request: a worker that leaves fewer than low_water idle
+// asks the pool's starter thread for another, and a worker that finds high_water others idle
+// exits instead of waiting. In steady state, one operation after another, nothing is created.
 struct worker_pool {
-    static constexpr int low_water = 2;   // fewer idle than this: fork another
+    static constexpr int low_water = 2;   // fewer idle than this: start another
     static constexpr int high_water = 4;  // this many idle: a finished worker exits
-    static constexpr int max_served = 1000;  // then exit anyway, so no leak can accumulate
+    int listener = -1;
+    int start_requests[2] = {-1, -1};     // a byte per worker wanted
     std::atomic<int> idle{0};
 };
 
-[[noreturn]] void run_worker(int listener, int accepted, worker_pool& pool) {
-    ::signal(SIGCHLD, SIG_DFL);  // exec waits for its own children
-    // What commands inherit, set once here rather than in every child (exec_child): no blocked
-    // signals, and "/" as the directory when the request names no other.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::chdir("/") != 0) ::_exit(1);
-    // SCHED_BATCH: a wakeup does not preempt the running task. A command that exits closes
-    // its pipes (waking us) before it becomes a zombie; preempting it there would cost a
-    // round trip through poll for nothing. Commands get SCHED_OTHER back (exec_child).
+void run_worker(worker_pool& pool) {
+    // SCHED_BATCH (per thread): a wakeup does not preempt the running task. A command that exits
+    // closes its pipes (waking us) before it becomes a zombie; preempting it there would cost a
+    // round trip through poll for nothing. Commands get SCHED_OTHER back (exec.cpp).
     sched_param normal{};
     ::sched_setscheduler(0, SCHED_BATCH, &normal);
-    // One idle worker woken per connection. A process blocked in a vsock accept() is woken by
+    // One idle worker woken per connection. A task blocked in a vsock accept() is woken by
     // every new connection (the listener's wait is not exclusive), so each operation woke all
     // the idle workers and all but one went back to sleep: context switches on the guest's
-    // CPU right when it should serve the request. Workers wait in epoll with EPOLLEXCLUSIVE
-    // instead, which wakes one; the listener is non-blocking (make_listener), so a worker that
-    // loses a race just waits again. Without epoll, poll() does the same job, herd included.
+    // CPU right when it should serve the request. Workers wait in their own epoll with
+    // EPOLLEXCLUSIVE instead, which wakes one; the listener is non-blocking (make_listener), so
+    // a worker that loses a race just waits again. Without epoll, poll() does the same job.
+    const int listener = pool.listener;
     const int waiter = ::epoll_create1(EPOLL_CLOEXEC);
     epoll_event interest{};
     interest.events = EPOLLIN | EPOLLEXCLUSIVE;
@@ -127,7 +144,7 @@ struct worker_pool {
         else ::poll(&pfd, 1, -1);
     };
     pool.idle.fetch_add(1);
-    for (int served = 0;;) {
+    for (;;) {
         const int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
         if (c < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) wait_for_connection();
@@ -135,21 +152,57 @@ struct worker_pool {
         }
         if (pool.idle.fetch_sub(1) - 1 < worker_pool::low_water) {
             const char one = 1;
-            [[maybe_unused]] auto n = ::write(accepted, &one, 1);
+            [[maybe_unused]] auto n = ::write(pool.start_requests[1], &one, 1);
         }
         serve_connection(c);
         ::close(c);
         bool stay = false;
         int idle = pool.idle.load();
-        ++served;
-        while (!stay && served < worker_pool::max_served && idle < worker_pool::high_water)
-            stay = pool.idle.compare_exchange_weak(idle, idle + 1);
-        if (!stay) ::_exit(0);
+        while (!stay && idle < worker_pool::high_water) stay = pool.idle.compare_exchange_weak(idle, idle + 1);
+        if (!stay) break;
+    }
+    if (waiter >= 0) ::close(waiter);
+}
+
+// Detached, with a stack sized for serve_exec's buffers (a few 64 KiB arrays), not the 8 MiB
+// default: a burst of a hundred operations starts a hundred workers in a small guest.
+// Retried: without it, a connection could wait in the backlog with no worker to take it.
+void start_thread(void* (*body)(void*), void* arg) {
+    pthread_attr_t attr;
+    ::pthread_attr_init(&attr);
+    ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    ::pthread_attr_setstacksize(&attr, 1u << 20);
+    pthread_t t;
+    while (::pthread_create(&t, &attr, body, arg) != 0) ::usleep(100 * 1000);
+    ::pthread_attr_destroy(&attr);
+}
+
+void* worker_main(void* pool) {
+    run_worker(*static_cast<worker_pool*>(pool));
+    return nullptr;
+}
+
+void* starter_main(void* arg) {
+    auto& pool = *static_cast<worker_pool*>(arg);
+    for (;;) {
+        char byte;
+        const ssize_t n = ::read(pool.start_requests[0], &byte, 1);
+        if (n == 1) start_thread(worker_main, &pool);  // idle workers ran low
+        else if (n < 0 && errno != EINTR) ::sleep(1);
     }
 }
 
-// The agent's listening socket: vsock, or AF_UNIX for the serial bridge. PID 1 creates it once,
-// so it outlives server restarts and exists before the bridge accepts anything.
+void* bridge_main(void* arg) {
+    const auto& config = *static_cast<const serial_bridge_config*>(arg);
+    for (;;) {  // a thread of PID 1 like the workers, so that kill -9 -1 cannot stop it
+        const int why = run_serial_bridge(config);
+        std::printf("mimobox-agent: serial bridge on %s stopped: %s; restarting\n", config.tty_path.c_str(), std::strerror(why));
+        std::fflush(stdout);
+        ::sleep(1);
+    }
+}
+
+// The agent's listening socket: vsock, or AF_UNIX for the serial bridge.
 int make_listener(bool for_serial_bridge) {
     int ls = -1;
     if (for_serial_bridge) {
@@ -171,43 +224,41 @@ int make_listener(bool for_serial_bridge) {
     return ls;
 }
 
-[[noreturn]] void serve_forever(int ls) {
+// Starts the workers (and the bridge), then reaps orphans forever on this thread.
+[[noreturn]] void serve_forever(const std::optional<serial_bridge_config>& bridge) {
+    // Process-wide, so before any thread: sockets report EPIPE instead, and exec's PATH search
+    // reads the agent's own PATH (never changed again, so getenv in a child is safe).
     ::signal(SIGPIPE, SIG_IGN);
-    ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);  // exec's PATH search
-    // Workers are reaped by the kernel; each resets this before running commands.
-    struct sigaction sa{};
-    sa.sa_handler = SIG_IGN;
-    sa.sa_flags = SA_NOCLDWAIT;
-    ::sigaction(SIGCHLD, &sa, nullptr);
-    int accepted[2];
-    // The idle count lives in memory every worker shares.
-    void* shared = ::mmap(nullptr, sizeof(worker_pool), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (ls < 0 || shared == MAP_FAILED || ::pipe2(accepted, O_CLOEXEC) != 0) {
+    ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", 1);
+    // Blocked here, so in every thread created from now on; the reaper takes it with sigwaitinfo
+    // and commands unblock it before exec (exec.cpp).
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    ::pthread_sigmask(SIG_BLOCK, &chld, nullptr);
+    static worker_pool pool;
+    // Retried, not fatal: PID 1 exiting is a kernel panic, and the host reports a guest that
+    // never answers as such.
+    while ((pool.listener = make_listener(bridge.has_value())) < 0 || ::pipe2(pool.start_requests, O_CLOEXEC) != 0) {
         std::printf("MIMOBOX_AGENT=error:%s\n", std::strerror(errno));
         std::fflush(stdout);
-        ::_exit(1);
+        if (pool.listener >= 0) ::close(pool.listener);
+        ::sleep(1);
     }
-    auto* pool = new (shared) worker_pool;
-    auto spawn_worker = [&] {
-        // Retried: with no idle worker, connections would wait in the backlog forever.
-        for (;;) {
-            const pid_t pid = ::fork();
-            if (pid == 0) {
-                ::close(accepted[0]);
-                run_worker(ls, accepted[1], *pool);
-            }
-            if (pid > 0) return;
-            ::usleep(100 * 1000);
-        }
-    };
-    for (int i = 0; i < worker_pool::high_water; ++i) spawn_worker();
+    enable_exec_cgroups();
+    start_thread(starter_main, &pool);
+    for (int i = 0; i < worker_pool::high_water; ++i) start_thread(worker_main, &pool);
+    static std::optional<serial_bridge_config> bridge_config;
+    if (bridge) {
+        bridge_config = bridge;
+        start_thread(bridge_main, &*bridge_config);
+    }
     std::printf("MIMOBOX_AGENT=listening port=%u version=%s\n", agent_port, agent_version);
     std::fflush(stdout);
     for (;;) {
-        char byte;
-        const ssize_t n = ::read(accepted[0], &byte, 1);
-        if (n == 1) spawn_worker();  // idle workers ran low
-        else if (n < 0 && errno != EINTR) ::sleep(1);
+        reap_children();  // commands' statuses are kept for their workers
+        siginfo_t info;
+        ::sigwaitinfo(&chld, &info);
     }
 }
 
@@ -238,41 +289,17 @@ std::string kernel_cmdline() {
     ::mkdir("/dev/pts", 0755);
     ::mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, nullptr);
     ::sethostname("mimobox", 7);
-    const auto bridge = serial_bridge_from_cmdline(kernel_cmdline(), agent_port);
-    const int listener = make_listener(bridge.has_value());
-    // PID 1 ignores signals it has no handler for; keep it that way and just reap, restarting
-    // the server or the bridge should either exit.
-    auto start = [&](bool is_bridge) -> pid_t {
-        const pid_t pid = ::fork();
-        if (pid != 0) return pid;
-        if (!is_bridge) serve_forever(listener);
-        ::close(listener);
-        const int why = run_serial_bridge(*bridge);
-        std::printf("mimobox-agent: serial bridge on %s stopped: %s\n", bridge->tty_path.c_str(), std::strerror(why));
-        std::fflush(stdout);
-        ::_exit(1);
-    };
-    pid_t server = start(false);
-    pid_t bridge_pid = bridge ? start(true) : -1;
-    for (;;) {
-        int status = 0;
-        const pid_t p = ::wait(&status);
-        if (p < 0) {
-            if (errno == ECHILD) ::sleep(1);
-            continue;
-        }
-        if (p != server && p != bridge_pid) continue;
-        std::printf("mimobox-agent: %s exited (status %d), restarting\n", p == server ? "server" : "serial bridge", status);
-        std::fflush(stdout);
-        ::sleep(1);
-        if (p == server) server = start(false);
-        else bridge_pid = start(true);
-    }
+    // cgroup v2 for exec's per-command cgroups (exec.cpp); without it exec falls back to
+    // killing the process group.
+    // favordynmods: moving a process between cgroups (once per exec) then skips an RCU grace period.
+    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "favordynmods") != 0)
+        ::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    serve_forever(serial_bridge_from_cmdline(kernel_cmdline(), agent_port));
 }
 
 }  // namespace
 
 int main() {
     if (::getpid() == 1) run_as_init();
-    serve_forever(make_listener(false));
+    serve_forever(std::nullopt);
 }

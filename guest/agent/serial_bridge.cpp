@@ -75,10 +75,9 @@ std::optional<serial_bridge_config> serial_bridge_from_cmdline(std::string_view 
     return c;
 }
 
-int run_serial_bridge(const serial_bridge_config& config) {
-    const int tty = ::open(config.tty_path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (tty < 0 || !set_raw(tty)) return errno;
-    ::signal(SIGPIPE, SIG_IGN);  // an agent that went away is an EPIPE, handled per connection
+namespace {
+
+int bridge(const serial_bridge_config& config, int tty, std::map<key, bridged>& conns) {
     // Mirrored roles (see vsock::endpoint): the peer is the host, we are config.cid.
     vsock::muxer mux(vsock::host_cid, config.cid);
     mux.listen(config.port);
@@ -86,7 +85,6 @@ int run_serial_bridge(const serial_bridge_config& config) {
     // link starts with tells the host so (see stream_link.hpp).
     ::tcflush(tty, TCIOFLUSH);
     vsock::stream_link link(mux, vsock::stream_link::role::initiator);
-    std::map<key, bridged> conns;
     std::vector<std::uint8_t> buf(64 * 1024);
 
     for (;;) {
@@ -195,6 +193,20 @@ int run_serial_bridge(const serial_bridge_config& config) {
             link.consume_output(static_cast<std::size_t>(n));
         }
     }
+}
+
+}  // namespace
+
+int run_serial_bridge(const serial_bridge_config& config) {
+    ::signal(SIGPIPE, SIG_IGN);  // an agent that went away is an EPIPE, handled per connection
+    const int tty = ::open(config.tty_path.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (tty < 0) return errno;
+    // The bridge runs as a thread of PID 1 and is restarted in place: what it opened is closed here.
+    std::map<key, bridged> conns;
+    const int why = set_raw(tty) ? bridge(config, tty, conns) : errno;
+    for (auto& [k, b] : conns) ::close(b.fd);
+    ::close(tty);
+    return why;
 }
 
 }  // namespace mimobox::agent::guest

@@ -32,7 +32,7 @@ std::optional<serial_bridge_config> serial_bridge_from_cmdline(std::string_view 
 /// The agent's AF_UNIX listener address for `port` (abstract namespace: nothing on disk).
 void agent_unix_address(unsigned port, sockaddr_un& addr, socklen_t& length);
 
-/// Bridges until the tty fails; returns why, as an errno value.
+/// Bridges until the tty fails; returns why, as an errno value, having closed what it opened.
 int run_serial_bridge(const serial_bridge_config& config);
 
 }  // namespace mimobox::agent::guest

@@ -12,6 +12,8 @@
 //                     'G' + u64 N = send N bytes then close
 //   spin       loop forever without a VM exit     mute-agent=N  an agent on port 52 that
 //              answers N requests (ping, init), then keeps every connection, silent
+//   hangup-agent=N  the same N answers, then hangs up on one request and answers the rest
+//              with a directory's stat
 // Static, C library only: it has to start before anything else exists in the guest.
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -190,10 +192,12 @@ void vsock_hello(unsigned port) {
     for (;;) ::pause();
 }
 
-// A guest agent that stops answering: it accepts on vsock PORT and answers the first
-// `answered` requests as the agent would (a pong, then ok), then accepts and reads but never
-// answers or closes, keeping every connection. Hand-written frames: the test init links no JSON.
-[[noreturn]] void mute_agent(unsigned port, int answered) {
+// A guest agent that misbehaves after its start: it accepts on vsock PORT and answers the first
+// `answered` requests as the agent would (a pong, then ok). Then, `mute`: accepts connections
+// and keeps them, never reading or answering. Otherwise it hangs up on the next request
+// without an answer and answers every later one with the stat of a directory (all the host's
+// next operation needs). Hand-written frames: the test init links no JSON.
+[[noreturn]] void mute_agent(unsigned port, int answered, bool mute) {
     const int ls = ::socket(AF_VSOCK, SOCK_STREAM, 0);
     sockaddr_vm addr{};
     addr.svm_family = AF_VSOCK;
@@ -215,11 +219,13 @@ void vsock_hello(unsigned port) {
     for (int served = 0;; ++served) {
         const int c = ::accept(ls, nullptr, nullptr);
         if (c < 0) continue;
-        if (served >= answered) continue;  // keep it open, read nothing, never say a word
+        if (mute && served >= answered) continue;  // keep it open, read nothing, never say a word
         char buf[4096];
         [[maybe_unused]] auto n = ::read(c, buf, sizeof buf);  // the request (small, one read)
-        reply(c, served == 0 ? R"({"v":1,"type":"pong","agent_version":"mute"})" : R"({"v":1,"type":"ok"})");
-        ::close(c);
+        if (served == 0) reply(c, R"({"v":1,"type":"pong","agent_version":"mute"})");
+        else if (served < answered) reply(c, R"({"v":1,"type":"ok"})");
+        else if (served > answered) reply(c, R"({"v":1,"type":"stat","file_type":"dir","size":0,"mode":493,"mtime_ns":0})");
+        ::close(c);  // served == answered: the hang-up, with the request read and nothing said
     }
 }
 
@@ -271,7 +277,8 @@ int main() {
         std::fflush(stdout);
         for (;;) asm volatile("" ::: "memory");  // kept by the compiler, no instruction that exits
     }
-    if (mode.rfind("mute-agent=", 0) == 0) mute_agent(52, std::atoi(mode.c_str() + 11));
+    if (mode.rfind("mute-agent=", 0) == 0) mute_agent(52, std::atoi(mode.c_str() + 11), true);
+    if (mode.rfind("hangup-agent=", 0) == 0) mute_agent(52, std::atoi(mode.c_str() + 13), false);
     if (mode == "reboot") {
         ::sync();
         ::reboot(RB_AUTOBOOT);

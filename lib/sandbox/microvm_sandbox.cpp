@@ -52,7 +52,9 @@ asio::awaitable<std::tuple<error_code, std::string>> await_agent(std::shared_ptr
             co_return std::tuple{error_code(sandbox_errc::agent_protocol), std::string()};
         }
         // A connection lost, or a ping left unanswered (agent_idle_timeout): ask again, until
-        // ready_timeout says no more.
+        // ready_timeout says no more (the connect's own deadline is the same one: past it,
+        // asking again would only spin).
+        if (std::chrono::steady_clock::now() >= deadline) co_return std::tuple{error_code(sandbox_errc::ready_timeout), std::string()};
         if (ec != sandbox_errc::agent_disconnected && ec != sandbox_errc::agent_timeout) co_return std::tuple{ec, std::string()};
     }
 }

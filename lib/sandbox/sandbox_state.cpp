@@ -98,6 +98,7 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     refill_spares();  // for the operations after this one
     auto backoff = std::chrono::milliseconds(2);
     for (;;) {
+        if (std::chrono::steady_clock::now() >= deadline) co_return std::tuple{error_code(sandbox_errc::agent_timeout), vsock_stream{}};
         // The guest need not answer our REQUEST at all: the wait for its RESPONSE ends at the
         // deadline too (the losing connect is cancelled, which resets it).
         asio::steady_timer limit(strand, deadline);

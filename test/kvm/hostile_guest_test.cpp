@@ -125,3 +125,23 @@ BOOST_AUTO_TEST_CASE(operations_on_an_agent_that_stops_answering_end_with_agent_
         BOOST_TEST(!dec);
     });
 }
+
+// The agent hangs up on a request without answering it (a crashed worker looks like this):
+// the operation ends at once with agent_disconnected, not at a deadline, and the sandbox
+// serves the next one.
+BOOST_AUTO_TEST_CASE(an_agent_that_hangs_up_without_answering_is_agent_disconnected_and_the_sandbox_goes_on) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto config = impatient_config();
+        microvm_sandbox sb(ctx.get_executor(), guest_config("mimobox.test=hangup-agent=2"), config);
+        auto [sec] = co_await sb.async_start(use_tuple);
+        BOOST_REQUIRE_MESSAGE(!sec, "start: " << sec.message() << vm_report(sb));
+        const auto t0 = std::chrono::steady_clock::now();
+        auto [ec, st] = co_await sb.async_stat("/", use_tuple);
+        BOOST_TEST((ec == vm::sandbox_errc::agent_disconnected), ec.message() << vm_report(sb));
+        BOOST_TEST(seconds_since(t0) < 4.0, "took " << seconds_since(t0) << " s: a deadline, not the hang-up, ended it");
+        BOOST_TEST((sb.state() == vm::microvm_state::ready));
+        auto [ec2, st2] = co_await sb.async_stat("/", use_tuple);
+        BOOST_TEST(!ec2, ec2.message() << vm_report(sb));
+        BOOST_TEST((st2.type == vm::guest_file_type::directory));
+    });
+}

@@ -114,7 +114,9 @@ public:
 
     // ---- files (absolute guest paths; guest_file_errc::invalid_path for anything else)
 
-    /// The whole file. Streamed in 64 KiB frames; the result is held in memory.
+    /// The whole file. Streamed in 64 KiB frames; the result is held in memory, so past
+    /// sandbox_config::max_read_file_bytes it fails with guest_file_errc::file_too_large.
+    /// Regular files only: a FIFO, device or socket is guest_file_errc::not_a_regular_file.
     template <boost::asio::completion_token_for<void(error_code, std::string)> Token>
     auto async_read_file(std::string path, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code, std::string)>(
@@ -122,7 +124,12 @@ public:
             std::move(path));
     }
 
-    /// Replaces (or creates) the file atomically with `data`, permissions `mode`.
+    /// Replaces (or creates) the file atomically with `data`: written to a temporary file in the
+    /// same directory, synced, then renamed over the target, so readers see the old contents or
+    /// the new. Symlinks in the last component are followed (the link's target is written, a
+    /// dangling link's target created); an existing file keeps its owner and mode, and `mode`
+    /// applies to a new file only. Other hard links to a replaced file keep the old contents.
+    /// Directories are is_directory; FIFOs, devices and sockets are refused with not_a_regular_file.
     template <boost::asio::completion_token_for<void(error_code)> Token>
     auto async_write_file(std::string path, std::string data, std::uint32_t mode, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
