@@ -17,7 +17,6 @@ public:
         case sandbox_errc::stdin_closed: return "the command's stdin is closed";
         case sandbox_errc::unsupported_transport: return "the requested agent transport is not available";
         case sandbox_errc::agent_timeout: return "the guest agent did not answer within the host's deadline";
-        case sandbox_errc::output_too_large: return "the guest agent's answer exceeded a host-side limit";
         }
         return "unknown mimobox.sandbox error";
     }

@@ -17,7 +17,6 @@ enum class sandbox_errc {
     stdin_closed,        ///< stdin was closed already, or the command was started without it
     unsupported_transport,  ///< sandbox_config::transport names a transport this build lacks
     agent_timeout,       ///< the agent made no progress within the host's own deadline (see sandbox_config)
-    output_too_large,    ///< an answer from the agent exceeded a host-side limit (e.g. an error message)
 };
 
 const boost::system::error_category& sandbox_category() noexcept;
