@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string>
+#include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -111,6 +112,20 @@ std::optional<double> boot_qemu(const microvm_config& cfg, const std::string& cm
     return ms;
 }
 
+// The peer's version ("7.2.22"): the same binary as the harness's L1 (scripts/bench.sh packs it).
+std::string qemu_version() {
+    std::string out;
+    if (std::FILE* p = ::popen("qemu-system-x86_64 --version 2>/dev/null", "r")) {
+        char line[256];
+        if (std::fgets(line, sizeof line, p)) out = line;
+        ::pclose(p);
+    }
+    constexpr std::string_view prefix = "QEMU emulator version ";
+    if (out.rfind(prefix, 0) != 0) return "unknown";
+    out.erase(0, prefix.size());
+    return out.substr(0, out.find_first_of(" \n"));
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2);
@@ -157,7 +172,7 @@ int main(int argc, char** argv) {
     }
     double m = median(ours), q = median(qemu);
     std::printf("{\"bench\":\"boot_to_init\",\"link\":\"%s\",\"runs\":%d,\"mimobox_ms\":%s,\"qemu_microvm_ms\":%s,"
-                "\"mimobox_median_ms\":%.1f,\"qemu_median_ms\":%.1f,\"boot_ratio_vs_qemu\":%.3f}\n",
-                mmio ? "mmio" : "pci", runs, list(ours).c_str(), list(qemu).c_str(), m, q, m / q);
+                "\"mimobox_median_ms\":%.1f,\"qemu_median_ms\":%.1f,\"boot_ratio_vs_qemu\":%.3f,\"qemu_version\":\"%s\"}\n",
+                mmio ? "mmio" : "pci", runs, list(ours).c_str(), list(qemu).c_str(), m, q, m / q, qemu_version().c_str());
     return 0;
 }

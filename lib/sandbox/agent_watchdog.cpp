@@ -1,5 +1,7 @@
 #include "sandbox/agent_watchdog.hpp"
 
+#include <new>
+
 namespace mimobox::vm::detail {
 
 void agent_watchdog::arm(boost::asio::any_io_executor strand, vsock_stream& stream, clock::time_point deadline,
@@ -24,7 +26,14 @@ void agent_watchdog::wait(const std::shared_ptr<shared>& s) {
     s->timer.expires_at(s->deadline);
     s->timer.async_wait([s](boost::system::error_code ec) {
         if (ec || !s->stream) return;  // disarmed
-        if (clock::now() < s->deadline) return wait(s);  // progress pushed it back meanwhile
+        if (clock::now() < s->deadline) {
+            // Progress pushed it back meanwhile. A plain handler must not throw out of
+            // io_context::run: without memory to wait again, the deadline is now.
+            try {
+                return wait(s);
+            } catch (const std::bad_alloc&) {
+            }
+        }
         s->fired = true;
         auto* stream = std::exchange(s->stream, nullptr);
         stream->close();  // pending reads and writes complete with operation_aborted

@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <new>
 
 namespace mimobox::vm::detail {
 
@@ -69,7 +70,12 @@ void sandbox_state::open_spare() {
     ++spares_pending_;
     backend.async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
         --self->spares_pending_;
-        if (!ec && self->state.load() == microvm_state::ready) self->spares_.push_back(std::move(s));
+        // A plain handler: an exception here would leave io_context::run. Without memory for
+        // one more spare, the operation that wanted it opens its own connection.
+        try {
+            if (!ec && self->state.load() == microvm_state::ready) self->spares_.push_back(std::move(s));
+        } catch (const std::bad_alloc&) {
+        }
         if (self->spare_waiter_) self->spare_waiter_->cancel();  // wakes it: a spare (or its failure) is here
     }));
 }

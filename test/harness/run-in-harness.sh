@@ -25,7 +25,13 @@ done
 [ $# -ge 1 ] || { echo "usage: run-in-harness.sh [--assets DIR] [--timeout S] -- EXE [ARGS...]" >&2; exit 2; }
 harness_fail() { echo "harness: FAILED: $*" >&2; exit 1; }
 
-qemu=$(command -v qemu-system-x86_64) || harness_fail "qemu-system-x86_64 not installed (run scripts/setup.sh)"
+# MIMOBOX_HARNESS_QEMU picks another QEMU binary (test/harness/measure-wedges.sh compares
+# builds), MIMOBOX_HARNESS_QEMU_DATADIR its firmware directories (-L each, comma-separated).
+qemu=${MIMOBOX_HARNESS_QEMU:-$(command -v qemu-system-x86_64)} || harness_fail "qemu-system-x86_64 not installed (run scripts/setup.sh)"
+[ -x "$qemu" ] || harness_fail "$qemu is not an executable"
+qemu_datadir=()
+IFS=, read -ra dirs <<< "${MIMOBOX_HARNESS_QEMU_DATADIR:-}"
+for d in "${dirs[@]}"; do qemu_datadir+=(-L "$d"); done
 busybox=$(command -v busybox) || harness_fail "busybox not installed"
 file "$busybox" 2>/dev/null | grep -q "dynamically" && harness_fail "$busybox is not static (install busybox-static)"
 l1=$("$here/fetch-l1-kernel.sh") || harness_fail "could not fetch the L1 cloud kernel"
@@ -66,7 +72,7 @@ fi
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$work/l1.cpio" || harness_fail "cpio failed"
 
 console=$work/console.log
-echo "harness: L1 = $(basename "$l1") under QEMU TCG, running $(basename "$exe") $*"
+echo "harness: L1 = $(basename "$l1") under QEMU TCG ($("$qemu" --version | head -n1 | sed 's/^QEMU emulator version //')), running $(basename "$exe") $*"
 heartbeat=$work/heartbeat.log
 boot_l1() {
   : > "$console"
@@ -75,7 +81,7 @@ boot_l1() {
   # kernel otherwise finds TCG's TSCs "unsynchronized" and falls back to the HPET, and every
   # clock read on the host side (each timer, each timestamp) becomes an emulated MMIO access
   # instead of a vDSO read. TCG derives every vCPU's TSC from one host clock, so it is sound.
-  setsid timeout --signal=KILL "$timeout_s" "$qemu" -accel tcg -cpu max -smp 2 -m "$memory_mib" -M q35 \
+  setsid timeout --signal=KILL "$timeout_s" "$qemu" "${qemu_datadir[@]}" -accel tcg -cpu max -smp 2 -m "$memory_mib" -M q35 \
     -kernel "$l1/vmlinuz" -initrd "$work/l1.cpio" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable rdinit=/init mimobox.watchdog=$(( timeout_s - 60 ))" \
     -display none -monitor none -serial "file:$console" -serial "file:$heartbeat" -no-reboot -nodefaults </dev/null &
