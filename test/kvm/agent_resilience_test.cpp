@@ -292,3 +292,27 @@ BOOST_AUTO_TEST_CASE(write_file_writes_through_symlinks_and_keeps_an_existing_fi
         BOOST_TEST((co_await shell(sb, "ls -A /tmp | grep -c mimobox-write")).stdout_data == "0\n");
     });
 }
+
+// The host's own caps: a file larger than max_read_file_bytes is file_too_large (not a host
+// allocation of whatever the guest sends), and collected output stops at max_output_bytes.
+BOOST_AUTO_TEST_CASE(host_side_caps_refuse_a_file_past_max_read_file_bytes_and_cut_collected_output) {
+    run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
+        auto config = transport(vm::kvm_transport::vsock);
+        config.max_read_file_bytes = 1u << 20;
+        auto sb = co_await start_sandbox(ctx, config);
+        co_await shell(sb, "head -c 2097152 /dev/zero > /tmp/two; head -c 1048576 /dev/zero > /tmp/one");
+        auto [ec, data] = co_await sb.async_read_file("/tmp/two", use_tuple);
+        BOOST_TEST((ec == vm::guest_file_errc::file_too_large), ec.message());
+        BOOST_TEST(data.empty());
+        auto [oec, one] = co_await sb.async_read_file("/tmp/one", use_tuple);  // exactly the cap
+        BOOST_TEST(!oec, oec.message());
+        BOOST_TEST(one.size() == std::size_t(1) << 20);
+        guest_exec_options o;
+        o.max_output_bytes = 1000;
+        auto [xec, r] = co_await sb.async_exec_shell("head -c 5000 /dev/zero", o, use_tuple);
+        BOOST_TEST(!xec, xec.message());
+        BOOST_TEST(r.stdout_data.size() == 1000u);
+        BOOST_TEST(r.stdout_truncated);
+        co_await three_operations_succeed(sb, "after the caps");
+    });
+}

@@ -214,3 +214,41 @@ BOOST_AUTO_TEST_CASE(a_response_with_invalid_base64_is_malformed) {
         BOOST_TEST((r.error() == agent_errc::malformed_message), text);
     }
 }
+
+// What the guest says about names, modes and statuses reaches the embedder: out-of-range or
+// path-like values are protocol errors, not data.
+BOOST_AUTO_TEST_CASE(responses_with_out_of_range_or_path_like_values_are_malformed) {
+    for (const char* text : {
+             R"({"v":1,"type":"listing","entries":[["a/b","file",1]],"truncated":false})",
+             R"({"v":1,"type":"listing","entries":[["..","dir",0]],"truncated":false})",
+             R"({"v":1,"type":"listing","entries":[[".","dir",0]],"truncated":false})",
+             R"({"v":1,"type":"listing","entries":[["","file",0]],"truncated":false})",
+             R"({"v":1,"type":"listing","entries":[["a\u0000b","file",0]],"truncated":false})",
+             R"({"v":1,"type":"stat","file_type":"file","size":1,"mode":65535,"mtime_ns":0})",
+             R"({"v":1,"type":"exit","exit_code":256,"signal":0})",
+             R"({"v":1,"type":"exit","exit_code":-2,"signal":0})",
+             R"({"v":1,"type":"exit","exit_code":-1,"signal":65})",
+         }) {
+        auto r = response_from_json(*parse_message(text));
+        BOOST_TEST((r.error() == agent_errc::malformed_message), text);
+    }
+    const std::string long_name(max_entry_name + 1, 'n');
+    auto listing = R"({"v":1,"type":"listing","entries":[[")" + long_name + R"(","file",0]],"truncated":false})";
+    BOOST_TEST((response_from_json(*parse_message(listing)).error() == agent_errc::malformed_message));
+    auto ok = response_from_json(*parse_message(R"({"v":1,"type":"listing","entries":[["a b.txt","file",3]],"truncated":false})"));
+    BOOST_TEST(std::get<listing_response>(*ok).entries.at(0).name == "a b.txt");
+}
+
+BOOST_AUTO_TEST_CASE(a_long_error_message_from_the_guest_is_cut) {
+    const std::string text = R"({"v":1,"type":"error","errno":5,"message":")" + std::string(100000, 'm') + R"("})";
+    auto r = response_from_json(*parse_message(text));
+    BOOST_TEST(std::get<error_response>(*r).message.size() == max_error_message);
+}
+
+BOOST_AUTO_TEST_CASE(exec_timeouts_beyond_thirty_days_are_malformed) {
+    const auto at = [](std::uint64_t ms) {
+        return R"({"v":1,"op":"exec","argv":["true"],"timeout_ms":)" + std::to_string(ms) + "}";
+    };
+    BOOST_TEST(request_from_json(*parse_message(at(max_timeout_ms))).has_value());
+    BOOST_TEST((request_from_json(*parse_message(at(max_timeout_ms + 1))).error() == agent_errc::malformed_message));
+}
