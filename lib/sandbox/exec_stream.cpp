@@ -113,7 +113,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
         }
         auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), agent_read_chunk), use_tuple);
         if (ec) {
-            const auto why = outcome_of(es->sandbox->classify(ec), es->watchdog);
+            const auto why = es->sandbox->classify(ec, es->watchdog);
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
@@ -136,7 +136,7 @@ asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_
         const auto header = agent::frame_header(agent::frame_kind::stdin_data, n);
         const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, n)};
         auto [ec, w] = co_await asio::async_write(es->stream, frame, use_tuple);
-        result = outcome_of(es->sandbox->classify(ec), es->watchdog);
+        result = es->sandbox->classify(ec, es->watchdog);
         p += n;
         left -= n;
     }

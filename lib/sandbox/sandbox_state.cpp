@@ -121,9 +121,9 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
     }
 }
 
-error_code outcome_of(error_code ec, const agent_watchdog& watchdog) {
+error_code sandbox_state::classify(error_code ec, const agent_watchdog& watchdog) const {
     if (ec && watchdog.fired()) return sandbox_errc::agent_timeout;
-    return ec;
+    return classify(ec);
 }
 
 asio::awaitable<std::tuple<error_code, agent::response>> read_response(
@@ -144,7 +144,7 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
             continue;  // data_end: the response follows
         }
         auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
-        if (ec) co_return std::tuple{outcome_of(st.classify(ec), watchdog), agent::response()};
+        if (ec) co_return std::tuple{st.classify(ec, watchdog), agent::response()};
         watchdog.progress();
         if (st.refill_spares()) co_await asio::post(st.strand, asio::use_awaitable);  // see refill_spares
         reader.feed(std::span(buf.get(), n));
@@ -164,7 +164,7 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_p
         auto [wec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
         watchdog.disarm();
         if (!wec) co_return std::tuple{error_code{}, std::move(s)};
-        const auto why = outcome_of(st->classify(wec), watchdog);
+        const auto why = st->classify(wec, watchdog);
         // Not all of it reached the guest: the agent cannot have acted on a partial frame.
         if (why != sandbox_errc::agent_disconnected || attempt == unsent_request_retries) co_return std::tuple{why, vsock_stream{}};
     }

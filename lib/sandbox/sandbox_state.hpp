@@ -52,6 +52,8 @@ public:
     /// stopped wins (vm_stopped), a connection that ended is agent_disconnected, a cancelled
     /// operation stays operation_aborted.
     error_code classify(error_code io_error) const;
+    /// The same for a connection under `watchdog`: a failure it caused is agent_timeout.
+    error_code classify(error_code io_error, const agent_watchdog& watchdog) const;
 
     /// A connection to the agent: the oldest spare if there is one (see refill_spares), one
     /// being opened as a spare if its handshake is under way, else a new one, retrying while
@@ -83,8 +85,7 @@ private:
 asio::awaitable<std::tuple<error_code, agent::response>> read_response(
     sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
     const std::function<error_code(agent::data_chunk&)>& on_data, agent_watchdog& watchdog);
-/// `ec`, or sandbox_errc::agent_timeout when the failure is the watchdog's doing.
-error_code outcome_of(error_code ec, const agent_watchdog& watchdog);
+
 
 /// How much one read from an agent connection takes at most (one agent data frame's worth).
 inline constexpr std::size_t agent_read_chunk = 64 * 1024;

@@ -285,10 +285,9 @@ void vsock_host::release(const vsock::endpoint& ep) {
     // usually starts at once, instead of costing a pump, and often an interrupt, of its own
     // between an operation's answer and its caller.
     const bool only_acknowledges = c && c->close_only_acknowledges();
-    const auto now = std::chrono::steady_clock::now();
-    muxer_.close(ep, now);
-    if (owed_interrupt_timer_ && c && c->current_state() == vsock::connection::state::closing)
-        arm_at(now + vsock::muxer::close_timeout);
+    muxer_.close(ep, std::chrono::steady_clock::now());
+    if (owed_interrupt_timer_)
+        if (const auto due = next_deadline()) arm_at(*due);  // the close timeout, if it started one
     if (only_acknowledges) return defer_pump();
     schedule_pump();
 }

@@ -3,6 +3,7 @@
 // Must yield bounded frames and typed results or a typed error, never crash.
 #include "agent/frame.hpp"
 #include "agent/response_reader.hpp"
+#include "fuzz_reader.hpp"
 
 using namespace mimobox::agent;
 
@@ -11,16 +12,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t chunk = 1 + data[0] % 64;
     std::span<const std::uint8_t> in(data + 1, size - 1);
 
-    response_reader reader;
-    for (std::size_t pos = 0; pos < in.size(); pos += chunk) {
-        reader.feed(in.subspan(pos, std::min(chunk, in.size() - pos)));
-        for (;;) {
-            auto item = reader.next();
-            if (!item || !*item) break;
-            if (auto* d = std::get_if<data_chunk>(&**item); d && d->bytes.size() >= max_frame_size) __builtin_trap();
-        }
-    }
-    (void)reader.finish();
+    mimobox::fuzz::read_in_chunks(in, chunk, [](const inbound& item) {
+        if (auto* d = std::get_if<data_chunk>(&item); d && d->bytes.size() >= max_frame_size) __builtin_trap();
+    });
 
     // The same bytes as one JSON message body, parsed as the guest agent parses requests.
     if (auto v = parse_message(std::string_view(reinterpret_cast<const char*>(in.data()), in.size()))) {

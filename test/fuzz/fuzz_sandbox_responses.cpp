@@ -6,6 +6,7 @@
 // components, at most max_entries of them, error messages at most max_error_message bytes,
 // exit codes, signals and modes in range).
 #include "agent/response_reader.hpp"
+#include "fuzz_reader.hpp"
 #include "sandbox/output_cap.hpp"
 
 #include <algorithm>
@@ -44,24 +45,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     std::string out, err, file;
     bool file_too_large = false;
-    response_reader reader;
-    for (std::size_t pos = 0; pos < in.size(); pos += chunk) {
-        reader.feed(in.subspan(pos, std::min(chunk, in.size() - pos)));
-        for (;;) {
-            auto item = reader.next();
-            if (!item || !*item) break;
-            if (auto* d = std::get_if<data_chunk>(&**item)) {
-                const std::string_view bytes(reinterpret_cast<const char*>(d->bytes.data()), d->bytes.size());
-                if (d->kind == frame_kind::stdout_data) (void)vm::detail::append_capped(out, bytes, output_cap);
-                else if (d->kind == frame_kind::stderr_data) (void)vm::detail::append_capped(err, bytes, output_cap);
-                else if (!file_too_large && vm::detail::fits_under_cap(file, bytes.size(), file_cap)) file.append(bytes);
-                else file_too_large = true;
-                if (out.size() > output_cap || err.size() > output_cap || file.size() > file_cap) __builtin_trap();
-            } else if (auto* r = std::get_if<response>(&**item)) {
-                check(*r);
-            }
+    fuzz::read_in_chunks(in, chunk, [&](const inbound& item) {
+        if (auto* d = std::get_if<data_chunk>(&item)) {
+            const std::string_view bytes(reinterpret_cast<const char*>(d->bytes.data()), d->bytes.size());
+            if (d->kind == frame_kind::stdout_data) (void)vm::detail::append_capped(out, bytes, output_cap);
+            else if (d->kind == frame_kind::stderr_data) (void)vm::detail::append_capped(err, bytes, output_cap);
+            else if (!file_too_large && vm::detail::fits_under_cap(file, bytes.size(), file_cap)) file.append(bytes);
+            else file_too_large = true;
+            if (out.size() > output_cap || err.size() > output_cap || file.size() > file_cap) __builtin_trap();
+        } else if (auto* r = std::get_if<response>(&item)) {
+            check(*r);
         }
-    }
-    (void)reader.finish();
+    });
     return 0;
 }
