@@ -2,7 +2,7 @@
 // see a typed error for a file that is not there.
 //
 //   MIMOBOX_VM_ASSETS_DIR=build/guest 03_files
-#include <mimobox/vm/guest_file_errc.hpp>
+#include <mimobox/vm/error.hpp>
 #include "example_support.hpp"
 
 #include <iostream>
@@ -16,7 +16,7 @@ asio::awaitable<int> run() {
     auto opened = co_await open_sandbox(options);
     if (!opened) co_return 1;
     auto& sandbox = *opened;
-    auto [mec] = co_await sandbox.async_mkdir("/work/out", true, use_tuple);
+    auto [mec] = co_await sandbox.async_mkdir("/work/out", {.parents = true}, use_tuple);
     auto [wec] = co_await sandbox.async_write_file("/work/job.sh", "#!/bin/sh\nls / > /work/out/listing.txt\necho wrote it\n",
                                                    0755, use_tuple);
     if (mec || wec) {

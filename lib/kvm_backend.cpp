@@ -1,6 +1,6 @@
 #include "mimobox/vm/kvm_backend.hpp"
 
-#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vmm/machine.hpp"
 
 #include <boost/asio/append.hpp>

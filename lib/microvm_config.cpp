@@ -1,6 +1,6 @@
 #include "mimobox/vm/microvm_config.hpp"
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 namespace mimobox::vm {
 

@@ -6,7 +6,7 @@
 #include "kvm/vcpu.hpp"
 #include "kvm/vm.hpp"
 #include "memory/mapping.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <filesystem>
 

@@ -1,6 +1,6 @@
 #include "boot/cmdline.hpp"
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 namespace mimobox::boot {
 

@@ -1,6 +1,6 @@
 #include "boot/kernel_image.hpp"
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,7 +1,7 @@
 #include "boot/loader.hpp"
 
 #include "boot/layout.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <algorithm>
 #include <cstring>

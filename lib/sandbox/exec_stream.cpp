@@ -1,6 +1,6 @@
 #include "mimobox/vm/exec_stream.hpp"
 
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "sandbox/exec_stream_state.hpp"
 #include "sandbox/output_cap.hpp"
 

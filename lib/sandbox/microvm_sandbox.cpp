@@ -1,7 +1,6 @@
 #include "mimobox/vm/microvm_sandbox.hpp"
 
-#include "mimobox/vm/lifecycle_errc.hpp"
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "sandbox/exec_stream_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>

@@ -1,8 +1,7 @@
 // File operations of microvm_sandbox: one agent connection each; data in 64 KiB frames.
 #include "mimobox/vm/microvm_sandbox.hpp"
 
-#include "mimobox/vm/guest_file_errc.hpp"
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "sandbox/output_cap.hpp"
 #include "sandbox/sandbox_state.hpp"
 
@@ -173,9 +172,9 @@ void microvm_sandbox::initiate_exists(std::string path, handler<bool> h) {
     detail::spawn_operation(state_, detail::exists(state_, std::move(path)), std::move(h));
 }
 
-void microvm_sandbox::initiate_remove(std::string path, bool recursive, handler<> h) {
+void microvm_sandbox::initiate_remove(std::string path, guest_remove_options options, handler<> h) {
     auto f = detail::request_for(detail::file_op::remove, std::move(path));
-    f.recursive = recursive;
+    f.recursive = options.recursive;
     detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 
@@ -185,10 +184,10 @@ void microvm_sandbox::initiate_rename(std::string from, std::string to, handler<
     detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 
-void microvm_sandbox::initiate_mkdir(std::string path, bool parents, handler<> h) {
+void microvm_sandbox::initiate_mkdir(std::string path, guest_mkdir_options options, handler<> h) {
     auto f = detail::request_for(detail::file_op::mkdir, std::move(path));
-    f.recursive = parents;
-    f.mode = 0755;
+    f.recursive = options.parents;
+    f.mode = options.mode & 07777;
     detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 

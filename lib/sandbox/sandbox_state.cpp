@@ -1,8 +1,6 @@
 #include "sandbox/sandbox_state.hpp"
 
-#include "mimobox/vm/guest_file_errc.hpp"
-#include "mimobox/vm/lifecycle_errc.hpp"
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vsock/connection.hpp"
 #include "vsock/vsock_errc.hpp"
 

@@ -1,6 +1,6 @@
 #include "vmm/vcpu_thread.hpp"
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "mimobox/vm/vcpu_kick_signal.hpp"
 
 #include <boost/asio/post.hpp>

@@ -16,7 +16,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 memory="lib/memory/mapping.cpp lib/memory/guest_memory.cpp"
 virtio="lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp lib/virtio/device_handshake.cpp"
-vsock="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/vsock/vsock_errc.cpp"
+vsock="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/api/error.cpp"
 targets=(fuzz_split_queue fuzz_vsock fuzz_stream_link fuzz_agent_frames
          fuzz_mmio_transport fuzz_pci_transport fuzz_pci_config fuzz_serial fuzz_sandbox_responses)
 declare -A sources=(

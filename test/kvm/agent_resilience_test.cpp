@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE agent_resilience
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/guest_file_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vm_test_support.hpp"
 
 #include <boost/asio/experimental/awaitable_operators.hpp>

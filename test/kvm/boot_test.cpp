@@ -4,7 +4,7 @@
 #define BOOST_TEST_MODULE boot
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vm_test_support.hpp"
 
 #include <dirent.h>

@@ -6,7 +6,7 @@
 #define BOOST_TEST_MODULE hostile_guest
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vm_test_support.hpp"
 
 #include <csignal>

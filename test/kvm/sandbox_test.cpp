@@ -5,9 +5,7 @@
 #define BOOST_TEST_MODULE sandbox
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/guest_file_errc.hpp"
-#include "mimobox/vm/lifecycle_errc.hpp"
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vm_test_support.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -412,9 +410,9 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
         BOOST_TEST(st.size == binary.size());
         BOOST_TEST(st.mode == 0644u);
 
-        auto [mec] = co_await sb.async_mkdir("/tmp/a/b/c", true, use_tuple);
+        auto [mec] = co_await sb.async_mkdir("/tmp/a/b/c", {.parents = true}, use_tuple);
         BOOST_TEST(!mec);
-        auto [mec2] = co_await sb.async_mkdir("/tmp/a/b/c", true, use_tuple);
+        auto [mec2] = co_await sb.async_mkdir("/tmp/a/b/c", {.parents = true}, use_tuple);
         BOOST_TEST(!mec2);  // -p: an existing directory is fine
         auto [nec] = co_await sb.async_rename("/tmp/f", "/tmp/a/b/c/g", use_tuple);
         BOOST_TEST(!nec);
@@ -445,13 +443,13 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
         BOOST_TEST((e2 == vm::guest_file_errc::is_directory));
         auto [e3] = co_await sb.async_write_file("/tmp/no/such/dir/file", "x", use_tuple);
         BOOST_TEST((e3 == vm::guest_file_errc::not_found));
-        auto [e4] = co_await sb.async_mkdir("/tmp/a/b/c/g/sub", true, use_tuple);
+        auto [e4] = co_await sb.async_mkdir("/tmp/a/b/c/g/sub", {.parents = true}, use_tuple);
         BOOST_TEST((e4 == vm::guest_file_errc::not_a_directory));
-        auto [e5] = co_await sb.async_remove("/tmp/a", false, use_tuple);
+        auto [e5] = co_await sb.async_remove("/tmp/a", use_tuple);
         BOOST_TEST((e5 == vm::guest_file_errc::directory_not_empty));
         auto [e6, d6] = co_await sb.async_read_file("relative/path", use_tuple);
         BOOST_TEST((e6 == vm::guest_file_errc::invalid_path));
-        auto [e7] = co_await sb.async_mkdir("/tmp/a", false, use_tuple);
+        auto [e7] = co_await sb.async_mkdir("/tmp/a", use_tuple);
         BOOST_TEST((e7 == vm::guest_file_errc::already_exists));
         co_await shell(sb, "mkdir -p /mnt/ro /mnt/small && mount -t tmpfs -o ro tmpfs /mnt/ro && "
                            "mount -t tmpfs -o size=64k tmpfs /mnt/small");
@@ -464,7 +462,7 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
         co_await shell(sb, "ln -s /tmp/loop /tmp/loop");
         auto [e11, d11] = co_await sb.async_read_file("/tmp/loop", use_tuple);
         BOOST_TEST((e11 == vm::guest_file_errc::symlink_loop));
-        auto [e12] = co_await sb.async_remove("/mnt/small", false, use_tuple);  // a mount point
+        auto [e12] = co_await sb.async_remove("/mnt/small", use_tuple);  // a mount point
         BOOST_TEST((e12 == vm::guest_file_errc::busy));
         auto [e13, d13] = co_await sb.async_read_file("/proc/self/mem", use_tuple);  // page 0 is never mapped
         BOOST_TEST((e13 == vm::guest_file_errc::io));
@@ -473,7 +471,7 @@ BOOST_AUTO_TEST_CASE(files_round_trip_and_report_typed_errors) {
         BOOST_TEST(!lec2);
         BOOST_TEST(small.empty());
 
-        auto [rec] = co_await sb.async_remove("/tmp/a", true, use_tuple);
+        auto [rec] = co_await sb.async_remove("/tmp/a", {.recursive = true}, use_tuple);
         BOOST_TEST(!rec);
         auto [xec, still] = co_await sb.async_exists("/tmp/a", use_tuple);
         BOOST_TEST(!still);

@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE serial_transport
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/guest_file_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vm_test_support.hpp"
 
 #include <chrono>

@@ -2,7 +2,7 @@
 // the handler must complete with operation_aborted on the io_context that runs the backend,
 // from inside run(), never inline in emit() and never on a foreign thread.
 #include "mimobox/vm/kvm_backend.hpp"
-#include "mimobox/vm/lifecycle_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #define BOOST_TEST_MODULE backend_cancellation
 #include <boost/test/unit_test.hpp>

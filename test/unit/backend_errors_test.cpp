@@ -5,8 +5,7 @@
 #define BOOST_TEST_MODULE backend_errors
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/lifecycle_errc.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>

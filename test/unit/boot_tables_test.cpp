@@ -7,7 +7,7 @@
 #include "boot/cpuid.hpp"
 #include "boot/layout.hpp"
 #include "boot/zero_page.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <numeric>
 #include <vector>

@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE microvm_config
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <cstdio>
 #include <filesystem>

@@ -4,7 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "boot/loader.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <cstring>
 #include <elf.h>

@@ -5,10 +5,7 @@
 #define BOOST_TEST_MODULE sandbox_lifecycle
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/guest_file_errc.hpp"
-#include "mimobox/vm/lifecycle_errc.hpp"
-#include "mimobox/vm/microvm_errc.hpp"
-#include "mimobox/vm/sandbox_errc.hpp"
+#include "mimobox/vm/error.hpp"
 
 #include <boost/asio/io_context.hpp>
 

@@ -3,7 +3,7 @@
 #define BOOST_TEST_MODULE vcpu_kick_signal
 #include <boost/test/unit_test.hpp>
 
-#include "mimobox/vm/microvm_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "vmm/vcpu_thread.hpp"
 
 #include <csignal>

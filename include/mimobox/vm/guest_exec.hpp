@@ -10,6 +10,12 @@
 namespace mimobox::vm {
 
 struct guest_exec_options {
+    // A user-declared constructor makes this a non-aggregate on purpose: GCC 12 miscompiles
+    // aggregate initialization of a class with std::string members inside a coroutine (the
+    // `{}` in `co_await sb.async_exec(argv, {}, ...)` ended with a bad free), while value
+    // initialization through a constructor is compiled correctly. docs/decisions has the record.
+    guest_exec_options() = default;
+
     std::map<std::string, std::string> env;  ///< on top of PATH and HOME
     std::string cwd = "/";
     std::chrono::milliseconds timeout{0};    ///< 0: none. On expiry the process group is killed.

@@ -9,6 +9,17 @@ namespace mimobox::vm {
 
 enum class guest_file_type { regular, directory, symlink, other };
 
+/// microvm_sandbox::async_remove: what to remove.
+struct guest_remove_options {
+    bool recursive = false;  ///< a whole tree (symlinks are removed, not followed)
+};
+
+/// microvm_sandbox::async_mkdir: how to create.
+struct guest_mkdir_options {
+    bool parents = false;       ///< like mkdir -p: missing parents are created, an existing directory is fine
+    std::uint32_t mode = 0755;  ///< permission bits of every directory created (before the guest's umask)
+};
+
 struct guest_file_stat {
     guest_file_type type = guest_file_type::other;
     std::uint64_t size = 0;

@@ -22,6 +22,9 @@ enum class vsock_link {
 };
 
 struct microvm_config {
+    /// Not an aggregate, so `{}` is safe in a co_await operand on GCC 12 (see guest_exec_options).
+    microvm_config() = default;
+
     /// The VMM's own ceiling (the guest kernel is built with NR_CPUS=64); KVM's
     /// KVM_CAP_MAX_VCPUS is checked at boot as well.
     static constexpr unsigned max_vcpus = 64;

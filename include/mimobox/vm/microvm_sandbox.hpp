@@ -1,7 +1,12 @@
 // A microVM with the mimobox agent inside: run commands and move files from coroutines.
 //
-//   auto sb = co_await microvm_sandbox::async_create(ex, vm_config, {}, asio::use_awaitable);
-//   auto r = co_await sb.async_exec({"uname", "-a"}, {}, asio::use_awaitable);
+//   auto sb = co_await microvm_sandbox::async_create(ex, vm_config, asio::use_awaitable);
+//   std::vector<std::string> argv{"uname", "-a"};
+//   auto r = co_await sb.async_exec(argv, asio::use_awaitable);
+//   auto limited = co_await sb.async_exec(argv, {}, asio::use_awaitable);  // options: {} or a guest_exec_options
+//
+// (GCC 12 cannot compile a braced list such as {"uname", "-a"} inside a co_await operand; name
+// the vector, as above. `{}` for options and configs is fine: they are not aggregates.)
 //
 // Every operation opens its own vsock connection to the agent, so operations run concurrently
 // (hundreds on one VM) and a slow one never holds up another. Operations need the `ready`
@@ -73,6 +78,11 @@ public:
             },
             token, std::move(executor), std::move(vm), std::move(config));
     }
+    /// As above, with a default sandbox_config.
+    template <boost::asio::completion_token_for<void(error_code, microvm_sandbox)> Token>
+    static auto async_create(executor_type executor, microvm_config vm, Token&& token) {
+        return async_create(std::move(executor), std::move(vm), sandbox_config(), std::forward<Token>(token));
+    }
 
     /// Boots the VM, waits until the agent answers (sandbox_config::ready_timeout), seeds the
     /// guest's RNG and sets its hostname. Then the state is `ready`; on failure `failed`.
@@ -91,6 +101,11 @@ public:
             },
             token, std::move(argv), std::move(options));
     }
+    /// As above, with default options.
+    template <boost::asio::completion_token_for<void(error_code, guest_command_result)> Token>
+    auto async_exec(std::vector<std::string> argv, Token&& token) {
+        return async_exec(std::move(argv), guest_exec_options(), std::forward<Token>(token));
+    }
 
     /// Runs `command` with /bin/sh -c.
     template <boost::asio::completion_token_for<void(error_code, guest_command_result)> Token>
@@ -101,6 +116,11 @@ public:
             },
             token, std::move(command), std::move(options));
     }
+    /// As above, with default options.
+    template <boost::asio::completion_token_for<void(error_code, guest_command_result)> Token>
+    auto async_exec_shell(std::string command, Token&& token) {
+        return async_exec_shell(std::move(command), guest_exec_options(), std::forward<Token>(token));
+    }
 
     /// Starts argv and hands back its output as a stream of events (see exec_stream.hpp).
     template <boost::asio::completion_token_for<void(error_code, exec_stream)> Token>
@@ -110,6 +130,11 @@ public:
                 initiate_exec_stream(std::move(a), std::move(o), std::move(handler));
             },
             token, std::move(argv), std::move(options));
+    }
+    /// As above, with default options (stdin closed).
+    template <boost::asio::completion_token_for<void(error_code, exec_stream)> Token>
+    auto async_exec_stream(std::vector<std::string> argv, Token&& token) {
+        return async_exec_stream(std::move(argv), guest_exec_options(), std::forward<Token>(token));
     }
 
     // ---- files (absolute guest paths; guest_file_errc::invalid_path for anything else)
@@ -168,12 +193,17 @@ public:
             std::move(path));
     }
 
-    /// A file or an empty directory; with `recursive`, a whole tree (symlinks are not followed).
+    /// A file or an empty directory; with options.recursive, a whole tree (symlinks are not followed).
     template <boost::asio::completion_token_for<void(error_code)> Token>
-    auto async_remove(std::string path, bool recursive, Token&& token) {
+    auto async_remove(std::string path, guest_remove_options options, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
-            [this, recursive](auto handler, std::string p) { initiate_remove(std::move(p), recursive, std::move(handler)); },
+            [this, options](auto handler, std::string p) { initiate_remove(std::move(p), options, std::move(handler)); },
             token, std::move(path));
+    }
+    /// A file or an empty directory.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_remove(std::string path, Token&& token) {
+        return async_remove(std::move(path), guest_remove_options(), std::forward<Token>(token));
     }
 
     template <boost::asio::completion_token_for<void(error_code)> Token>
@@ -183,12 +213,17 @@ public:
             token, std::move(from), std::move(to));
     }
 
-    /// With `parents`, like mkdir -p (an existing directory is fine).
+    /// With options.parents, like mkdir -p (an existing directory is fine).
     template <boost::asio::completion_token_for<void(error_code)> Token>
-    auto async_mkdir(std::string path, bool parents, Token&& token) {
+    auto async_mkdir(std::string path, guest_mkdir_options options, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
-            [this, parents](auto handler, std::string p) { initiate_mkdir(std::move(p), parents, std::move(handler)); },
+            [this, options](auto handler, std::string p) { initiate_mkdir(std::move(p), options, std::move(handler)); },
             token, std::move(path));
+    }
+    /// One directory, mode 0755; its parent must exist.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_mkdir(std::string path, Token&& token) {
+        return async_mkdir(std::move(path), guest_mkdir_options(), std::forward<Token>(token));
     }
 
     /// Stops the VM; in-flight operations complete with vm_stopped. State `destroyed`.
@@ -212,9 +247,9 @@ private:
     void initiate_list_dir(std::string path, handler<std::vector<guest_dir_entry>> h);
     void initiate_stat(std::string path, handler<guest_file_stat> h);
     void initiate_exists(std::string path, handler<bool> h);
-    void initiate_remove(std::string path, bool recursive, handler<> h);
+    void initiate_remove(std::string path, guest_remove_options options, handler<> h);
     void initiate_rename(std::string from, std::string to, handler<> h);
-    void initiate_mkdir(std::string path, bool parents, handler<> h);
+    void initiate_mkdir(std::string path, guest_mkdir_options options, handler<> h);
     void initiate_destroy(handler<> h);
 
     std::shared_ptr<detail::sandbox_state> state_;

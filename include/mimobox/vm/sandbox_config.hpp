@@ -15,6 +15,9 @@ enum class kvm_transport {
 };
 
 struct sandbox_config {
+    /// Not an aggregate, so `{}` is safe in a co_await operand on GCC 12 (see guest_exec_options).
+    sandbox_config() = default;
+
     kvm_transport transport = kvm_transport::vsock;
     std::uint32_t agent_port = 52;
     /// From boot until the agent answers. Generous: under nested emulation a boot takes seconds.

@@ -6,7 +6,7 @@
 // can rewrite the sidecars too, and a file swapped after the check is not noticed.
 #pragma once
 
-#include "mimobox/vm/asset_errc.hpp"
+#include "mimobox/vm/error.hpp"
 #include "mimobox/vm/microvm_config.hpp"
 
 #include <boost/system/error_code.hpp>

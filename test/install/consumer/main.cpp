@@ -1,5 +1,5 @@
 // Built against an installed mimobox: proves the headers, the archive and the package config.
-#include <mimobox/vm/microvm_errc.hpp>
+#include <mimobox/vm/error.hpp>
 #include <mimobox/vm/platform.hpp>
 #include <mimobox/vm/version.hpp>
 

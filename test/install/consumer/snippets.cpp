@@ -1,0 +1,81 @@
+// The documentation's code, compiled verbatim against the installed package and run in a VM:
+// the README's "Using the library" block and microvm_sandbox.hpp's opening example (copied in by
+// extract-snippets.sh), plus the other `{}`-argument forms users write inside co_await. Built
+// with ASan and UBSan, so a temporary that GCC 12 mishandles in a co_await operand (a bad free,
+// a string pointing into a dead frame) fails the run instead of passing by luck.
+#include <mimobox/vm/microvm_sandbox.hpp>
+#include <mimobox/vm/vm_assets.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+namespace readme {
+#include "readme_using.inc"
+}  // namespace readme
+
+namespace header_example {
+using namespace mimobox::vm;
+namespace asio = boost::asio;
+
+asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_config) {
+#include "sandbox_header_example.inc"
+    if (r.exit_code != 0 || limited.exit_code != 0) throw std::runtime_error("uname failed");
+    // The remaining `{}` forms, on the same sandbox.
+    auto shell = co_await sb.async_exec_shell("echo braces", guest_exec_options{}, asio::use_awaitable);
+    auto stream = co_await sb.async_exec_stream(argv, {}, asio::use_awaitable);
+    std::string streamed;
+    for (;;) {
+        auto ev = co_await stream.async_next(asio::use_awaitable);
+        if (ev.kind == stream_event_kind::stdout_data) streamed += ev.data;
+        if (ev.kind == stream_event_kind::exit) break;
+    }
+    co_await sb.async_mkdir("/tmp/snippet/dir", {.parents = true}, asio::use_awaitable);
+    co_await sb.async_remove("/tmp/snippet", {.recursive = true}, asio::use_awaitable);
+    const bool gone = !co_await sb.async_exists("/tmp/snippet", asio::use_awaitable);
+    co_return r.stdout_data + "|" + limited.stdout_data + "|" + shell.stdout_data + "|" + streamed + "|" +
+        (gone ? "removed" : "still there");
+}
+}  // namespace header_example
+
+int main() {
+    boost::asio::io_context io;
+    int readme_status = -1;
+    std::ostringstream readme_out;
+    auto* saved = std::cout.rdbuf(readme_out.rdbuf());
+    boost::asio::co_spawn(io, readme::run_uname(io.get_executor()), [&](std::exception_ptr ep, int status) {
+        readme_status = ep ? -2 : status;
+    });
+    io.run();
+    std::cout.rdbuf(saved);
+    std::printf("README snippet: status %d, output: %s", readme_status, readme_out.str().c_str());
+    if (readme_status != 0 || readme_out.str().find("Linux") == std::string::npos) return 1;
+
+    auto config = mimobox::vm::microvm_config_from_assets_dir();
+    if (!config) return 2;
+    std::string header_out;
+    std::string failure = "did not finish";
+    io.restart();
+    boost::asio::co_spawn(io, header_example::run(io.get_executor(), *config),
+                          [&](std::exception_ptr ep, std::string out) {
+                              failure.clear();
+                              if (!ep) header_out = std::move(out);
+                              else try { std::rethrow_exception(ep); } catch (const std::exception& e) { failure = e.what(); }
+                          });
+    io.run();
+    std::printf("header example: %s%s\n", failure.empty() ? "" : failure.c_str(), header_out.c_str());
+    if (!failure.empty()) return 3;
+    // uname twice, the shell's echo, the streamed uname, the removal.
+    std::size_t linux_count = 0;
+    for (auto at = header_out.find("GNU/Linux"); at != std::string::npos; at = header_out.find("GNU/Linux", at + 1)) ++linux_count;
+    if (linux_count != 3 || header_out.find("|braces\n|") == std::string::npos ||
+        header_out.find("|removed") == std::string::npos)
+        return 4;
+    std::puts("snippets: all passed");
+    return 0;
+}
