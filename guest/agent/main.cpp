@@ -30,6 +30,7 @@
 #include "exec.hpp"
 #include "files.hpp"
 #include "serial_bridge.hpp"
+#include "session.hpp"
 #include "wire.hpp"
 
 #include <fcntl.h>
@@ -62,51 +63,6 @@ using namespace mimobox::agent::guest;
 namespace {
 
 constexpr unsigned agent_port = 52;
-constexpr const char* agent_version = "0.2.0";
-
-// Mixes the host's bytes into the pool and credits them, so getrandom() does not block early
-// in a fresh VM that has seen almost no interrupts.
-int seed_rng(const std::string& entropy) {
-    if (entropy.empty()) return 0;
-    const int fd = ::open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    std::vector<std::uint8_t> buf(sizeof(rand_pool_info) + entropy.size());
-    auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
-    info->entropy_count = static_cast<int>(entropy.size() * 8);
-    info->buf_size = static_cast<int>(entropy.size());
-    std::memcpy(info->buf, entropy.data(), entropy.size());
-    const int rc = ::ioctl(fd, RNDADDENTROPY, info);
-    const int e = errno;
-    ::close(fd);
-    errno = e;
-    return rc;
-}
-
-void serve_connection(int conn) {
-    frame_reader reader;
-    // Peeked, not read: an exec takes the request off the socket only if its command outlives
-    // a short window, so a short command's answer carries no credit update ahead of it
-    // (read_request, serve_exec). Every other operation reads it at once: the update then
-    // leaves in the answer's kick (measured: a stat that left it queued was no faster).
-    auto first = reader.read_request(conn);
-    if (!first || first->kind != frame_kind::message) return;
-    auto v = parse_message(std::string_view(reinterpret_cast<const char*>(first->body.data()), first->body.size()));
-    if (!v) return (void)(reader.consume(conn) && send_answer(conn, error_response{EPROTO, "malformed message"}));
-    auto rq = request_from_json(*v);
-    const bool is_exec = rq && std::holds_alternative<exec_request>(*rq);
-    if (!is_exec && !reader.consume(conn)) return;
-    if (!rq) return (void)send_answer(conn, error_response{EPROTO, rq.error().message()});
-    if (std::holds_alternative<ping_request>(*rq)) return (void)send_answer(conn, pong_response{agent_version});
-    if (auto* i = std::get_if<init_request>(&*rq)) {
-        if (seed_rng(i->entropy) != 0) return (void)send_answer(conn, errno_response(errno));
-        if (!i->hostname.empty() && ::sethostname(i->hostname.data(), i->hostname.size()) != 0)
-            return (void)send_answer(conn, errno_response(errno));
-        return (void)send_answer(conn, ok_response{});
-    }
-    if (auto* e = std::get_if<exec_request>(&*rq)) return serve_exec(conn, *e, reader);
-    if (auto* f = std::get_if<file_request>(&*rq)) return serve_file(conn, *f, reader);
-    send_answer(conn, error_response{EPROTO, "unexpected request"});
-}
 
 // Workers wait in accept() and serve one connection at a time, then go back to waiting. New
 // threads are started off the path of a request: a worker that leaves fewer than low_water idle
@@ -154,7 +110,7 @@ void run_worker(worker_pool& pool) {
             const char one = 1;
             [[maybe_unused]] auto n = ::write(pool.start_requests[1], &one, 1);
         }
-        serve_connection(c);
+        serve_connection(c, guest_system::real());
         ::close(c);
         bool stay = false;
         int idle = pool.idle.load();

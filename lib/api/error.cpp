@@ -62,6 +62,8 @@ constexpr error_row sandbox_rows[] = {
     {static_cast<int>(sandbox_errc::stdin_closed), "the command's stdin is closed", as_int(condition::invalid_state)},
     {static_cast<int>(sandbox_errc::unsupported_transport), "the requested agent transport is not available", as_int(condition::invalid_config)},
     {static_cast<int>(sandbox_errc::agent_timeout), "the guest agent did not answer within the host's deadline", as_int(condition::timed_out)},
+    {static_cast<int>(sandbox_errc::stream_broken), "a cancelled stdin write left the exec stream hung up"},
+    {static_cast<int>(sandbox_errc::internal_error), "unexpected internal error in mimobox"},
 };
 
 constexpr error_row guest_file_rows[] = {

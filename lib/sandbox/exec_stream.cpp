@@ -3,6 +3,7 @@
 #include "mimobox/vm/error.hpp"
 #include "sandbox/exec_stream_state.hpp"
 #include "sandbox/output_cap.hpp"
+#include "sandbox/spawn_operation.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -42,17 +43,35 @@ void exec_stream_state::finish() {
     stream.close();
 }
 
-asio::awaitable<void> exec_stream_state::acquire_writer() {
+void exec_stream_state::break_stream() {
+    broken = true;
+    watchdog.disarm();
+    stream.close();
+}
+
+asio::awaitable<exec_stream_state::writer_turn> exec_stream_state::acquire_writer() {
     if (!writing_) {
         writing_ = true;
-        co_return;
+        co_return writer_turn(this);
     }
     auto turn = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
                                                      asio::steady_timer::time_point::max());
     waiting_writers_.push_back(turn);
-    // Woken by release_writer, which hands the writer role over; not cancellable, so the
-    // hand-over cannot be lost.
+    // A cancellation already pending throws from the co_await below before the wait starts:
+    // then this waiter leaves the queue, so release_writer never hands the role to nobody.
+    struct leave_queue {
+        std::deque<std::shared_ptr<asio::steady_timer>>& queue;
+        const std::shared_ptr<asio::steady_timer>& turn;
+        bool handed = false;
+        ~leave_queue() {
+            if (!handed) std::erase(queue, turn);
+        }
+    } guard{waiting_writers_, turn};
+    // Woken by release_writer, which hands the writer role over; the wait itself is not
+    // cancellable, so the hand-over cannot be lost.
     co_await turn->async_wait(asio::bind_cancellation_slot(asio::cancellation_slot(), use_tuple));
+    guard.handed = true;
+    co_return writer_turn(this);
 }
 
 void exec_stream_state::release_writer() {
@@ -83,6 +102,7 @@ asio::awaitable<std::tuple<error_code, std::shared_ptr<exec_stream_state>>> open
 }
 
 asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr<exec_stream_state> es) {
+    if (es->broken) co_return std::tuple{error_code(sandbox_errc::stream_broken), stream_event()};
     if (es->finished) co_return std::tuple{error_code(asio::error::eof), stream_event()};
     for (;;) {
         auto item = es->reader.next();
@@ -117,50 +137,67 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
             co_return std::tuple{why, stream_event()};
         }
+        es->reader.feed(std::span(es->read_buffer.get(), n));  // before the yield: a cancellation there must not lose bytes
         if (es->sandbox->refill_spares()) co_await asio::post(es->sandbox->strand, asio::use_awaitable);  // see refill_spares
-        es->reader.feed(std::span(es->read_buffer.get(), n));
     }
 }
 
-asio::awaitable<std::tuple<error_code>> write_stdin(std::shared_ptr<exec_stream_state> es, std::string data, bool close) {
+asio::awaitable<std::tuple<error_code, std::size_t>> send_stdin(std::shared_ptr<exec_stream_state> es, std::string data,
+                                                                bool close, std::shared_ptr<operation_cancel> cancel) {
+    if (es->broken) co_return std::tuple{error_code(sandbox_errc::stream_broken), std::size_t{0}};
     // After the final event the command has exited, and its stdin with it.
-    if (!es->stdin_open || es->finished) co_return std::tuple{error_code(sandbox_errc::stdin_closed)};
+    if (!es->stdin_open || es->finished) co_return std::tuple{error_code(sandbox_errc::stdin_closed), std::size_t{0}};
     if (close) es->stdin_open = false;
-    co_await es->acquire_writer();
-    error_code result;
+    auto turn = co_await es->acquire_writer();
+    if (es->broken) co_return std::tuple{error_code(sandbox_errc::stream_broken), std::size_t{0}};  // by the writer before us
     // Frame by frame, straight from `data`: a large write is never copied whole.
     const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-    std::size_t left = data.size();
-    while (left > 0 && !result) {
-        const std::size_t n = std::min<std::size_t>(left, agent::max_data_chunk);
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+        // Partial cancellation stops here, between frames: the stream stays in step.
+        if (cancel && cancel->requested != asio::cancellation_type::none)
+            co_return std::tuple{error_code(asio::error::operation_aborted), sent};
+        const std::size_t n = std::min<std::size_t>(data.size() - sent, agent::max_data_chunk);
         const auto header = agent::frame_header(agent::frame_kind::stdin_data, n);
-        const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, n)};
+        const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p + sent, n)};
         auto [ec, w] = co_await asio::async_write(es->stream, frame, use_tuple);
-        result = es->sandbox->classify(ec, es->watchdog);
-        p += n;
-        left -= n;
+        if (ec == asio::error::operation_aborted) {
+            // Terminal cancellation: a frame either went whole, not at all, or the stream is
+            // hung up, never left half-written and reused.
+            if (w > 0 && w < header.size() + n) es->break_stream();
+            if (w == header.size() + n) sent += n;
+            co_return std::tuple{ec, sent};
+        }
+        if (ec) co_return std::tuple{es->sandbox->classify(ec, es->watchdog), sent};
+        sent += n;
     }
-    if (close && !result) {
+    if (close) {
         std::vector<std::uint8_t> end;
         agent::encode_end(end, agent::frame_kind::stdin_data);
         auto [ec, w] = co_await asio::async_write(es->stream, asio::buffer(end), use_tuple);
-        result = es->sandbox->classify(ec);
+        if (ec == asio::error::operation_aborted && w > 0 && w < end.size()) es->break_stream();
+        if (ec) co_return std::tuple{es->sandbox->classify(ec), sent};
     }
-    es->release_writer();
-    co_return std::tuple{result};
+    co_return std::tuple{error_code{}, sent};
+}
+
+asio::awaitable<std::tuple<error_code>> close_stdin(std::shared_ptr<exec_stream_state> es) {
+    auto [ec, n] = co_await send_stdin(std::move(es), std::string(), true, nullptr);
+    co_return std::tuple{ec};
 }
 
 asio::awaitable<std::tuple<error_code>> send_kill(std::shared_ptr<exec_stream_state> es) {
-    if (es->finished) co_return std::tuple{error_code{}};  // it has exited: nothing left to kill
+    // It has exited, or the hang-up after a broken write killed it: nothing left to kill.
+    if (es->finished || es->broken) co_return std::tuple{error_code{}};
     if (es->writer_busy()) {
         es->stream.close();  // a blocked stdin write would hold the kill back: hang up instead
         co_return std::tuple{error_code{}};
     }
-    co_await es->acquire_writer();
+    auto turn = co_await es->acquire_writer();
+    if (es->broken) co_return std::tuple{error_code{}};
     std::vector<std::uint8_t> out;
     agent::encode_request(out, agent::kill_request{});
     auto [ec, n] = co_await asio::async_write(es->stream, asio::buffer(out), use_tuple);
-    es->release_writer();
     co_return std::tuple{es->sandbox->classify(ec)};
 }
 
@@ -178,7 +215,7 @@ asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::s
     error_code failure;
     auto feed = [](std::shared_ptr<exec_stream_state> es, std::optional<std::string> data) -> asio::awaitable<void> {
         // Errors here surface through the output side (the connection is shared).
-        if (data) co_await write_stdin(es, std::move(*data), true);
+        if (data) co_await send_stdin(es, std::move(*data), true, nullptr);
     };
     auto collect = [](std::shared_ptr<exec_stream_state> es, guest_command_result& out, error_code& failure,
                       std::uint64_t cap) -> asio::awaitable<void> {
@@ -227,22 +264,28 @@ exec_stream::executor_type exec_stream::get_executor() const noexcept { return s
 
 void exec_stream::initiate_next(event_handler handler) {
     BOOST_ASSERT(state_);  // precondition: is_open()
-    detail::spawn_operation(state_->sandbox, detail::next_event(state_), std::move(handler));
+    detail::spawn_operation(state_->sandbox, detail::any_cancellation, detail::next_event(state_), std::move(handler));
 }
 
-void exec_stream::initiate_write_stdin(std::string data, void_handler handler) {
+void exec_stream::initiate_write_stdin(std::string data, write_handler handler) {
     BOOST_ASSERT(state_);  // precondition: is_open()
-    detail::spawn_operation(state_->sandbox, detail::write_stdin(state_, std::move(data), false), std::move(handler));
+    // Terminal stops at once; partial at the next frame boundary (send_stdin polls for it).
+    namespace asio = boost::asio;
+    constexpr detail::cancel_policy policy{asio::cancellation_type::terminal | asio::cancellation_type::partial,
+                                           asio::cancellation_type::terminal};
+    auto cancel = std::make_shared<detail::operation_cancel>();
+    detail::spawn_operation(state_->sandbox, policy, detail::send_stdin(state_, std::move(data), false, cancel),
+                            std::move(handler), cancel);
 }
 
 void exec_stream::initiate_close_stdin(void_handler handler) {
     BOOST_ASSERT(state_);  // precondition: is_open()
-    detail::spawn_operation(state_->sandbox, detail::write_stdin(state_, std::string(), true), std::move(handler));
+    detail::spawn_operation(state_->sandbox, detail::not_cancellable, detail::close_stdin(state_), std::move(handler));
 }
 
 void exec_stream::initiate_kill(void_handler handler) {
     BOOST_ASSERT(state_);  // precondition: is_open()
-    detail::spawn_operation(state_->sandbox, detail::send_kill(state_), std::move(handler));
+    detail::spawn_operation(state_->sandbox, detail::not_cancellable, detail::send_kill(state_), std::move(handler));
 }
 
 }  // namespace mimobox::vm

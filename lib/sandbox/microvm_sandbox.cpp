@@ -2,6 +2,7 @@
 
 #include "mimobox/vm/error.hpp"
 #include "sandbox/exec_stream_state.hpp"
+#include "sandbox/spawn_operation.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
@@ -60,17 +61,27 @@ asio::awaitable<std::tuple<error_code, std::string>> await_agent(std::shared_ptr
 
 asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st) {
     if (!st->transition(microvm_state::booting)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
-    auto fail = [&st](error_code ec) {
-        st->transition(microvm_state::failed);
-        st->backend.async_stop(asio::detached);  // a half-started VM is of no use to anyone
-        return std::tuple{ec};
-    };
+    // Every way out short of `ready` leaves the sandbox failed and its VM stopping: an error
+    // below, and a cancellation that throws out of a co_await.
+    struct fail_unless_ready {
+        sandbox_state& st;
+        ~fail_unless_ready() {
+            if (st.state.load() != microvm_state::booting) return;
+            st.transition(microvm_state::failed);
+            try {
+                st.vm->async_stop(asio::detached);  // a half-started VM is of no use to anyone
+            } catch (const std::bad_alloc&) {
+                // The sandbox's destructor stops the VM.
+            }
+        }
+    } settle{*st};
+    auto fail = [](error_code ec) { return std::tuple{ec}; };
     if (st->config.transport != kvm_transport::vsock && st->config.transport != kvm_transport::serial)
         co_return fail(sandbox_errc::unsupported_transport);
     if (st->config.hostname.size() > 64 || st->config.rng_seed_bytes > 512)
         co_return fail(boost::system::errc::make_error_code(boost::system::errc::invalid_argument));
     const auto deadline = std::chrono::steady_clock::now() + st->config.ready_timeout;
-    auto [bec] = co_await st->backend.async_boot(use_tuple);
+    auto [bec] = co_await st->vm->async_boot(use_tuple);
     if (bec) co_return fail(bec);
     auto [aec, version] = co_await await_agent(st, deadline);
     if (aec) co_return fail(aec);
@@ -87,7 +98,7 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
     if (!st->transition(microvm_state::ready)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
     st->refill_spares();
     // A VM that stops on its own (guest poweroff, crash) leaves the sandbox failed.
-    st->backend.async_wait_stopped([weak = std::weak_ptr<sandbox_state>(st)](error_code, vm_stop_info) {
+    st->vm->async_wait_stopped([weak = std::weak_ptr<sandbox_state>(st)](error_code, vm_stop_info) {
         if (auto s = weak.lock()) s->transition(microvm_state::failed);
     });
     co_return std::tuple{error_code{}};
@@ -107,7 +118,7 @@ asio::awaitable<std::tuple<error_code, exec_stream>> start_stream(std::shared_pt
 
 asio::awaitable<std::tuple<error_code>> destroy(std::shared_ptr<sandbox_state> st) {
     if (!st->transition(microvm_state::destroying)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
-    auto [ec] = co_await st->backend.async_stop(use_tuple);
+    auto [ec] = co_await st->vm->async_stop(use_tuple);
     st->transition(microvm_state::destroyed);
     co_return std::tuple{ec};
 }
@@ -143,35 +154,35 @@ microvm_sandbox& microvm_sandbox::operator=(microvm_sandbox&& other) noexcept {
 microvm_sandbox::~microvm_sandbox() {
     if (!state_) return;
     // In-flight operations share the state; stopping the VM is what ends them (vm_stopped).
-    if (state_->transition(microvm_state::destroying)) state_->backend.async_stop(boost::asio::detached);
+    if (state_->transition(microvm_state::destroying)) state_->vm->async_stop(boost::asio::detached);
 }
 
-microvm_sandbox::executor_type microvm_sandbox::get_executor() const noexcept { return state_->backend.get_executor(); }
+microvm_sandbox::executor_type microvm_sandbox::get_executor() const noexcept { return state_->strand; }
 microvm_state microvm_sandbox::state() const noexcept { return state_ ? state_->state.load() : microvm_state::destroyed; }
 std::string microvm_sandbox::agent_version() const { return state_ ? state_->agent_version : std::string(); }
-kvm_backend& microvm_sandbox::backend() noexcept { return state_->backend; }
+kvm_backend& microvm_sandbox::backend() noexcept { return *state_->vm->backend(); }
 
 void microvm_sandbox::initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h) {
     microvm_sandbox sb(std::move(ex), std::move(vm), std::move(config));
     auto st = sb.state_;
-    detail::spawn_operation(st, detail::create(std::move(sb)), std::move(h));
+    detail::spawn_operation(st, detail::terminal_or_partial, detail::create(std::move(sb)), std::move(h));
 }
 
-void microvm_sandbox::initiate_start(handler<> h) { detail::spawn_operation(state_, detail::start(state_), std::move(h)); }
+void microvm_sandbox::initiate_start(handler<> h) { detail::spawn_operation(state_, detail::terminal_or_partial, detail::start(state_), std::move(h)); }
 
 void microvm_sandbox::initiate_exec(std::vector<std::string> argv, std::optional<std::string> shell,
                                     guest_exec_options options, handler<guest_command_result> h) {
     auto stdin_data = std::move(options.stdin_data);
     options.open_stdin = false;  // run_collect opens it when there is data
     auto rq = detail::make_exec_request(std::move(argv), std::move(shell), options);
-    detail::spawn_operation(state_, detail::run_collect(state_, std::move(rq), std::move(stdin_data)), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::run_collect(state_, std::move(rq), std::move(stdin_data)), std::move(h));
 }
 
 void microvm_sandbox::initiate_exec_stream(std::vector<std::string> argv, guest_exec_options options, handler<exec_stream> h) {
     auto rq = detail::make_exec_request(std::move(argv), std::nullopt, options);
-    detail::spawn_operation(state_, detail::start_stream(state_, std::move(rq)), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::start_stream(state_, std::move(rq)), std::move(h));
 }
 
-void microvm_sandbox::initiate_destroy(handler<> h) { detail::spawn_operation(state_, detail::destroy(state_), std::move(h)); }
+void microvm_sandbox::initiate_destroy(handler<> h) { detail::spawn_operation(state_, detail::not_cancellable, detail::destroy(state_), std::move(h)); }
 
 }  // namespace mimobox::vm

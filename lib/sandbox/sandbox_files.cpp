@@ -4,6 +4,7 @@
 #include "mimobox/vm/error.hpp"
 #include "sandbox/output_cap.hpp"
 #include "sandbox/sandbox_state.hpp"
+#include "sandbox/spawn_operation.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -153,42 +154,42 @@ asio::awaitable<std::tuple<error_code, bool>> exists(std::shared_ptr<sandbox_sta
 }  // namespace detail
 
 void microvm_sandbox::initiate_read_file(std::string path, handler<std::string> h) {
-    detail::spawn_operation(state_, detail::read_file(state_, std::move(path)), std::move(h));
+    detail::spawn_operation(state_, detail::any_cancellation, detail::read_file(state_, std::move(path)), std::move(h));
 }
 
 void microvm_sandbox::initiate_write_file(std::string path, std::string data, std::uint32_t mode, handler<> h) {
-    detail::spawn_operation(state_, detail::write_file(state_, std::move(path), std::move(data), mode), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::write_file(state_, std::move(path), std::move(data), mode), std::move(h));
 }
 
 void microvm_sandbox::initiate_list_dir(std::string path, handler<std::vector<guest_dir_entry>> h) {
-    detail::spawn_operation(state_, detail::list_dir(state_, std::move(path)), std::move(h));
+    detail::spawn_operation(state_, detail::any_cancellation, detail::list_dir(state_, std::move(path)), std::move(h));
 }
 
 void microvm_sandbox::initiate_stat(std::string path, handler<guest_file_stat> h) {
-    detail::spawn_operation(state_, detail::stat(state_, std::move(path)), std::move(h));
+    detail::spawn_operation(state_, detail::any_cancellation, detail::stat(state_, std::move(path)), std::move(h));
 }
 
 void microvm_sandbox::initiate_exists(std::string path, handler<bool> h) {
-    detail::spawn_operation(state_, detail::exists(state_, std::move(path)), std::move(h));
+    detail::spawn_operation(state_, detail::any_cancellation, detail::exists(state_, std::move(path)), std::move(h));
 }
 
 void microvm_sandbox::initiate_remove(std::string path, guest_remove_options options, handler<> h) {
     auto f = detail::request_for(detail::file_op::remove, std::move(path));
     f.recursive = options.recursive;
-    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 
 void microvm_sandbox::initiate_rename(std::string from, std::string to, handler<> h) {
     auto f = detail::request_for(detail::file_op::rename, std::move(from));
     f.target = std::move(to);
-    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 
 void microvm_sandbox::initiate_mkdir(std::string path, guest_mkdir_options options, handler<> h) {
     auto f = detail::request_for(detail::file_op::mkdir, std::move(path));
     f.recursive = options.parents;
     f.mode = options.mode & 07777;
-    detail::spawn_operation(state_, detail::simple_file_op(state_, std::move(f)), std::move(h));
+    detail::spawn_operation(state_, detail::terminal_or_partial, detail::simple_file_op(state_, std::move(f)), std::move(h));
 }
 
 }  // namespace mimobox::vm

@@ -1,5 +1,7 @@
 #include "sandbox/sandbox_state.hpp"
 
+#include "sandbox/spawn_operation.hpp"
+
 #include "mimobox/vm/error.hpp"
 #include "vsock/connection.hpp"
 #include "vsock/vsock_errc.hpp"
@@ -30,7 +32,10 @@ microvm_config with_agent_link(microvm_config vm, const sandbox_config& cfg) {
 }  // namespace
 
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
-    : backend(std::move(executor), with_agent_link(std::move(vm), cfg)), strand(backend.get_executor()), config(std::move(cfg)) {}
+    : sandbox_state(std::make_unique<kvm_sandbox_vm>(std::move(executor), with_agent_link(std::move(vm), cfg)), std::move(cfg)) {}
+
+sandbox_state::sandbox_state(std::unique_ptr<sandbox_vm> v, sandbox_config cfg)
+    : vm(std::move(v)), strand(vm->get_executor()), config(std::move(cfg)) {}
 
 error_code sandbox_state::check_ready() const {
     return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);
@@ -46,7 +51,7 @@ bool sandbox_state::transition(microvm_state to) {
 
 error_code sandbox_state::classify(error_code ec) const {
     if (!ec) return ec;
-    if (backend.state() == kvm_lifecycle::stopped || backend.state() == kvm_lifecycle::stopping)
+    if (vm->state() == kvm_lifecycle::stopped || vm->state() == kvm_lifecycle::stopping)
         return sandbox_errc::vm_stopped;
     if (ec == asio::error::operation_aborted) return ec;
     if (ec == asio::error::eof || ec == vsock::vsock_errc::connection_reset || ec == vsock::vsock_errc::connection_closed)
@@ -66,7 +71,7 @@ bool sandbox_state::refill_spares() {
 
 void sandbox_state::open_spare() {
     ++spares_pending_;
-    backend.async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
+    vm->async_vsock_connect(config.agent_port, asio::bind_executor(strand, [self = shared_from_this()](error_code ec, vsock_stream s) {
         --self->spares_pending_;
         // A plain handler: an exception here would leave io_context::run. Without memory for
         // one more spare, the operation that wanted it opens its own connection.
@@ -83,8 +88,12 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
         // A spare's handshake is under way: it arrives sooner than a connection started now.
         asio::steady_timer wake(strand, deadline);
         spare_waiter_ = &wake;
+        // Cleared however the wait ends: a cancellation may throw from the co_await.
+        struct clear_waiter {
+            asio::steady_timer*& waiter;
+            ~clear_waiter() { waiter = nullptr; }
+        } clear{spare_waiter_};
         auto [woken] = co_await wake.async_wait(use_tuple);  // "aborted" when woken by cancel()
-        spare_waiter_ = nullptr;
         if (!woken) co_return std::tuple{error_code(sandbox_errc::agent_timeout), vsock_stream{}};
         // Woken by open_spare's handler, or cancelled by our caller while the spare is on its way.
         if (spares_.empty() && spares_pending_ > 0)
@@ -106,7 +115,7 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
         // The guest need not answer our REQUEST at all: the wait for its RESPONSE ends at the
         // deadline too (the losing connect is cancelled, which resets it).
         asio::steady_timer limit(strand, deadline);
-        auto outcome = co_await (backend.async_vsock_connect(config.agent_port, use_tuple) || limit.async_wait(use_tuple));
+        auto outcome = co_await (vm->async_vsock_connect(config.agent_port, use_tuple) || limit.async_wait(use_tuple));
         if (outcome.index() == 1) co_return std::tuple{error_code(sandbox_errc::agent_timeout), vsock_stream{}};
         auto [ec, s] = std::get<0>(std::move(outcome));
         if (ec != vsock::vsock_errc::connection_refused) co_return std::tuple{classify(ec), std::move(s)};
@@ -144,8 +153,8 @@ asio::awaitable<std::tuple<error_code, agent::response>> read_response(
         auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
         if (ec) co_return std::tuple{st.classify(ec, watchdog), agent::response()};
         watchdog.progress();
+        reader.feed(std::span(buf.get(), n));  // before the yield: a cancellation there must not lose bytes
         if (st.refill_spares()) co_await asio::post(st.strand, asio::use_awaitable);  // see refill_spares
-        reader.feed(std::span(buf.get(), n));
     }
 }
 
@@ -183,6 +192,18 @@ asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_pt
 asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_ptr<sandbox_state> st, agent::request request) {
     if (auto ec = st->check_ready()) co_return std::tuple{ec, agent::response()};
     co_return co_await transact(st, std::move(request), std::chrono::steady_clock::now() + agent_connect_patience);
+}
+
+error_code error_from_exception(std::exception_ptr ep) noexcept {
+    try {
+        std::rethrow_exception(ep);
+    } catch (const boost::system::system_error& e) {
+        return e.code();
+    } catch (const std::bad_alloc&) {
+        return make_error_code(boost::system::errc::not_enough_memory);
+    } catch (...) {
+        return sandbox_errc::internal_error;
+    }
 }
 
 error_code error_from_response(const agent::response& r, bool file_operation) {

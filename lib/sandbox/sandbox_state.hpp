@@ -5,6 +5,7 @@
 
 #include "agent/response_reader.hpp"
 #include "sandbox/agent_watchdog.hpp"
+#include "sandbox/sandbox_vm.hpp"
 #include "mimobox/vm/kvm_backend.hpp"
 #include "mimobox/vm/microvm_state.hpp"
 #include "mimobox/vm/sandbox_config.hpp"
@@ -33,9 +34,12 @@ using boost::system::error_code;
 
 class sandbox_state : public std::enable_shared_from_this<sandbox_state> {
 public:
+    /// A KVM microVM for `vm`, with the agent link `config` asks for.
     sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config config);
+    /// Any VM (unit tests: one whose agent runs in the test process).
+    sandbox_state(std::unique_ptr<sandbox_vm> vm, sandbox_config config);
 
-    kvm_backend backend;
+    const std::unique_ptr<sandbox_vm> vm;
     /// The VM's own strand (kvm_backend::get_executor): sandbox coroutines and the VM's devices
     /// take turns on one strand, so a stream operation started here reaches the device without
     /// a hop, and its completion resumes the coroutine without another.
@@ -114,24 +118,5 @@ asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_
 /// An agent error response as the caller's error: guest_file_errc for file operations,
 /// sandbox_errc::agent_error otherwise; a response of the wrong type is agent_protocol.
 error_code error_from_response(const agent::response& r, bool file_operation);
-
-/// Runs `op` on the sandbox's strand and completes `handler` with its result through the
-/// handler's associated executor (the strand when it has none). The handler's cancellation
-/// slot reaches the coroutine, so every sandbox operation is cancellable per operation.
-template <class... Ts>
-void spawn_operation(const std::shared_ptr<sandbox_state>& st, asio::awaitable<std::tuple<error_code, Ts...>> op,
-                     asio::any_completion_handler<void(error_code, Ts...)> handler) {
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    asio::co_spawn(st->strand, std::move(op),
-                   asio::bind_cancellation_slot(
-                       slot, [strand = st->strand, h = std::move(handler)](std::exception_ptr ep,
-                                                                           std::tuple<error_code, Ts...> result) mutable {
-                           // Operations report errors as values; an exception here is an allocation failure.
-                           if (ep) result = std::tuple<error_code, Ts...>{
-                                       make_error_code(boost::system::errc::not_enough_memory), Ts{}...};
-                           std::apply([&](auto&... v) { asio::post(strand, asio::append(std::move(h), std::move(v)...)); },
-                                      result);
-                       }));
-}
 
 }  // namespace mimobox::vm::detail

@@ -13,7 +13,7 @@
 #include "vmm/kvm_irq_line.hpp"
 #include "vmm/serial_vsock_link.hpp"
 #include "vmm/virtio_vsock_link.hpp"
-#include "vmm/vsock_channel.hpp"
+#include "vsock_host/vm_vsock_channel.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -156,7 +156,7 @@ machine::error_code machine::build() {
     pio_bus_.add(i8042_port, 5, *i8042_);
     vsock_ = std::make_unique<vmm::vsock_host>(strand_, memory_, config_.vsock_cid, config_.vsock,
                                                [weak = weak_from_this(), ex = strand_](const vsock::endpoint& ep) {
-                                                   return vm::vsock_stream(std::make_shared<vsock_channel>(weak, ex, ep));
+                                                   return vm::vsock_stream(std::make_shared<vm_vsock_channel>(weak, ex, ep));
                                                });
     if (auto ec = vsock_->attach(*vm_, pio_bus_, mmio_bus_)) return ec;
 

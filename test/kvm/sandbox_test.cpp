@@ -278,7 +278,7 @@ BOOST_AUTO_TEST_CASE(exec_stream_delivers_events_in_order_and_takes_stdin) {
         auto [ec, stream] = co_await sb.async_exec_stream(argv("sh", "-c", "read line; echo \"got $line\"; echo err >&2; exit 7"),
                                                           o, use_tuple);
         BOOST_REQUIRE_MESSAGE(!ec, ec.message());
-        auto [wec] = co_await stream.async_write_stdin("hello\n", use_tuple);
+        auto [wec, wn] = co_await stream.async_write_stdin("hello\n", use_tuple);
         BOOST_TEST(!wec);
         auto [cec] = co_await stream.async_close_stdin(use_tuple);
         BOOST_TEST(!cec);
@@ -301,7 +301,7 @@ BOOST_AUTO_TEST_CASE(exec_stream_delivers_events_in_order_and_takes_stdin) {
         BOOST_TEST(last->status.exit_code == 7);
         auto [eof, ev] = co_await stream.async_next(use_tuple);
         BOOST_TEST((eof == asio::error::eof));
-        auto [sec] = co_await stream.async_write_stdin("late", use_tuple);
+        auto [sec, sn] = co_await stream.async_write_stdin("late", use_tuple);
         BOOST_TEST((sec == vm::sandbox_errc::stdin_closed));
 
         // A command that exits without reading its (still open) stdin: once its exit is out,
@@ -312,7 +312,7 @@ BOOST_AUTO_TEST_CASE(exec_stream_delivers_events_in_order_and_takes_stdin) {
         BOOST_REQUIRE_MESSAGE(!qec, qec.message());
         BOOST_TEST((qev.kind == vm::stream_event_kind::exit));
         BOOST_TEST(qev.status.exit_code == 3);
-        auto [late_ec] = co_await quick.async_write_stdin("late", use_tuple);
+        auto [late_ec, late_n] = co_await quick.async_write_stdin("late", use_tuple);
         BOOST_TEST((late_ec == vm::sandbox_errc::stdin_closed));
         auto [kill_ec] = co_await quick.async_kill(use_tuple);
         BOOST_TEST(!kill_ec);
@@ -332,7 +332,7 @@ BOOST_AUTO_TEST_CASE(closing_stdin_after_its_echo_came_back_ends_cat) {
         std::string echoed;
         for (int round = 0; round < 3; ++round) {
             std::string line = "line " + std::to_string(round) + "\n";
-            auto [wec] = co_await stream.async_write_stdin(line, use_tuple);
+            auto [wec, wn] = co_await stream.async_write_stdin(line, use_tuple);
             BOOST_REQUIRE_MESSAGE(!wec, wec.message());
             const std::size_t want = echoed.size() + line.size();
             while (echoed.size() < want) {

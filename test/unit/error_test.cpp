@@ -25,7 +25,7 @@ std::vector<error_code> all_codes(Enum last) {
 std::vector<error_code> every_public_code() {
     std::vector<error_code> out;
     for (auto& v : {all_codes(microvm_errc::invalid_kick_signal), all_codes(lifecycle_errc::vm_stopped),
-                    all_codes(asset_errc::asset_integrity), all_codes(sandbox_errc::agent_timeout),
+                    all_codes(asset_errc::asset_integrity), all_codes(sandbox_errc::internal_error),
                     all_codes(guest_file_errc::not_a_regular_file), all_codes(vsock_errc::link_broken)})
         out.insert(out.end(), v.begin(), v.end());
     return out;

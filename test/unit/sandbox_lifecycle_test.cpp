@@ -6,6 +6,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include "mimobox/vm/error.hpp"
+#include "sandbox/spawn_operation.hpp"
+
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -121,4 +125,14 @@ BOOST_AUTO_TEST_CASE(destroy_moves_to_destroyed_and_later_operations_are_invalid
     ctx.restart();
     ctx.run();
     BOOST_TEST((after == lifecycle_errc::invalid_state));
+}
+
+BOOST_AUTO_TEST_CASE(an_exception_in_an_operation_becomes_its_own_error_not_out_of_memory) {
+    using mimobox::vm::detail::error_from_exception;
+    namespace errc = boost::system::errc;
+    auto of = [](auto e) { return error_from_exception(std::make_exception_ptr(e)); };
+    BOOST_TEST((of(boost::system::system_error(boost::asio::error::operation_aborted)) == boost::asio::error::operation_aborted));
+    BOOST_TEST((of(std::bad_alloc()) == errc::not_enough_memory));
+    BOOST_TEST((of(std::runtime_error("bug")) == mimobox::vm::sandbox_errc::internal_error));
+    BOOST_TEST((of(std::runtime_error("bug")) != errc::not_enough_memory));
 }

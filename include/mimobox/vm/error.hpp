@@ -68,6 +68,8 @@ enum class sandbox_errc {
     stdin_closed,        ///< stdin was closed already, or the command was started without it
     unsupported_transport,  ///< sandbox_config::transport names a transport this build lacks
     agent_timeout,       ///< the agent made no progress within the host's own deadline (see sandbox_config)
+    stream_broken,       ///< a cancelled stdin write left a frame half-sent: the stream hung up (the command was killed)
+    internal_error,      ///< an unexpected exception inside the library (a bug: please report it)
 };
 
 /// Why a file operation failed inside the guest. The agent reports errno; this keeps the cases

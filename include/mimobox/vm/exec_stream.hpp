@@ -12,9 +12,15 @@
 //
 // Every operation requires is_open() (a default-constructed or moved-from stream has no command).
 //
-// Cancellation: async_next supports per-operation cancellation (terminal, partial, total): it
-// completes with operation_aborted and the stream stays usable. async_write_stdin,
-// async_close_stdin and async_kill are not cancellable.
+// Cancellation (per operation; the types each honours, and what it leaves):
+// - async_next: terminal, partial and total. It completes with operation_aborted; nothing is
+//   lost (bytes already read stay for the next call) and the stream stays usable.
+// - async_write_stdin: partial stops at the next frame boundary (every 64 KiB): it completes
+//   with operation_aborted and the count of bytes sent, the stream stays usable and the next
+//   write continues the command's input exactly there. Terminal stops at once: if that leaves
+//   a frame half-sent, the stream hangs up (which kills the command) and every later operation
+//   reports sandbox_errc::stream_broken; otherwise it is as for partial. Total is not honoured.
+// - async_close_stdin and async_kill are not cancellable (a cancellation is ignored).
 #pragma once
 
 #include "mimobox/vm/guest_exec.hpp"
@@ -57,11 +63,12 @@ public:
     }
 
     /// Sends bytes to the command's stdin (needs guest_exec_options::open_stdin). Completes once
-    /// the bytes are handed to the guest's connection, which may wait for the command to read.
+    /// the bytes are handed to the guest's connection, which may wait for the command to read,
+    /// with the number of bytes sent (all of them, unless it failed or was cancelled).
     /// sandbox_errc::stdin_closed once stdin was closed or the command's final event is out.
-    template <boost::asio::completion_token_for<void(error_code)> Token>
+    template <boost::asio::completion_token_for<void(error_code, std::size_t)> Token>
     auto async_write_stdin(std::string data, Token&& token) {
-        return boost::asio::async_initiate<Token, void(error_code)>(
+        return boost::asio::async_initiate<Token, void(error_code, std::size_t)>(
             [this](auto handler, std::string d) { initiate_write_stdin(std::move(d), std::move(handler)); }, token,
             std::move(data));
     }
@@ -88,8 +95,9 @@ public:
 private:
     using event_handler = boost::asio::any_completion_handler<void(error_code, stream_event)>;
     using void_handler = boost::asio::any_completion_handler<void(error_code)>;
+    using write_handler = boost::asio::any_completion_handler<void(error_code, std::size_t)>;
     void initiate_next(event_handler handler);
-    void initiate_write_stdin(std::string data, void_handler handler);
+    void initiate_write_stdin(std::string data, write_handler handler);
     void initiate_close_stdin(void_handler handler);
     void initiate_kill(void_handler handler);
 

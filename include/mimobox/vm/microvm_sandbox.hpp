@@ -18,10 +18,24 @@
 // In-flight operations keep what they need alive: destroying the sandbox object stops the VM,
 // and they complete with sandbox_errc::vm_stopped.
 //
-// Cancellation: every async operation supports per-operation cancellation (terminal, partial,
-// total) and then completes with operation_aborted. Cancelling an exec hangs up its connection,
-// which kills the command's whole process group in the guest. A cancelled file write leaves
-// the target untouched (writes are atomic: temporary file, then rename).
+// Cancellation (per operation, through the completion handler's cancellation slot; it may be
+// emitted from any thread). What each honours, and what it leaves; every one of them then
+// completes with operation_aborted:
+// - async_create, async_start: terminal and partial. The VM is stopped and the sandbox is
+//   `failed` (async_create hands back none).
+// - async_exec, async_exec_shell, async_exec_stream: terminal and partial. The connection is
+//   hung up, which kills the command's whole process group in the guest; the sandbox stays
+//   usable.
+// - async_read_file, async_list_dir, async_stat, async_exists: terminal, partial and total:
+//   they change nothing in the guest.
+// - async_write_file: terminal and partial; the target holds its old contents or the whole
+//   new ones, never a mix (writes are atomic: temporary file, then rename).
+// - async_remove, async_rename, async_mkdir: terminal and partial; done or not done (a
+//   recursive remove may have removed part of the tree).
+// - async_destroy: not cancellable.
+// A type an operation does not honour is ignored: the operation runs to its end. A
+// cancellation that arrives after the operation's work is done does not undo it: the result
+// is delivered as usual. exec_stream.hpp lists its own operations.
 //
 // Errors: sandbox_errc (agent gone, VM stopped, not ready in time), guest_file_errc (file
 // operations), lifecycle_errc (state misuse), microvm_errc (bad VM config or images).
@@ -48,6 +62,7 @@ namespace mimobox::vm {
 
 namespace detail {
 class sandbox_state;
+struct sandbox_access;
 }
 
 class microvm_sandbox {
@@ -66,7 +81,8 @@ public:
     microvm_state state() const noexcept;
     /// The agent's version string, once ready.
     std::string agent_version() const;
-    /// The VM underneath (console output, stop reason, vsock).
+    /// The VM underneath (console output, stop reason, vsock). Precondition: the sandbox is
+    /// not empty.
     kvm_backend& backend() noexcept;
 
     /// Creates, boots and waits for the agent: async_start on a new sandbox.
@@ -234,6 +250,9 @@ public:
     }
 
 private:
+    friend struct detail::sandbox_access;
+    explicit microvm_sandbox(std::shared_ptr<detail::sandbox_state> state) noexcept : state_(std::move(state)) {}
+
     template <class... Ts>
     using handler = boost::asio::any_completion_handler<void(error_code, Ts...)>;
 

@@ -1,0 +1,24 @@
+// One connection from the host: read its request, serve it, answer. The agent's workers call
+// this for every accepted vsock connection; the host library's unit tests call it on one end of
+// a socket pair, so the sandbox layer is tested against the real agent without a VM.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace mimobox::agent::guest {
+
+inline constexpr const char* agent_version = "0.2.0";
+
+/// What an init request changes in the guest. Tests substitute recorders: on a host these would
+/// change the machine's hostname and entropy pool.
+struct guest_system {
+    std::function<int(const std::string& entropy)> seed_rng;         ///< 0 or -1 with errno
+    std::function<int(const std::string& hostname)> set_hostname;   ///< 0 or -1 with errno
+    /// RNDADDENTROPY on /dev/urandom and sethostname(2).
+    static const guest_system& real();
+};
+
+void serve_connection(int conn, const guest_system& sys);
+
+}  // namespace mimobox::agent::guest
