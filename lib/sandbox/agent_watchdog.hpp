@@ -34,6 +34,11 @@ public:
     void progress() noexcept;
     /// Stops watching; fired() keeps its value.
     void disarm() noexcept;
+    /// Stops watching and forgets that it fired: unarmed, as new.
+    void reset() noexcept {
+        disarm();
+        shared_.reset();
+    }
     bool fired() const noexcept { return shared_ && shared_->fired; }
     ~agent_watchdog() { disarm(); }
 

@@ -38,15 +38,15 @@ guest_command_result status_of(const agent::exit_response& x) {
 void exec_stream_state::finish() {
     if (finished) return;
     finished = true;
-    watchdog.disarm();
+    session.watchdog().disarm();
     // Hang up now, not when the last owner lets go: an exec_stream may be kept long after.
-    stream.close();
+    session.stream().close();
 }
 
 void exec_stream_state::break_stream() {
     broken = true;
-    watchdog.disarm();
-    stream.close();
+    session.watchdog().disarm();
+    session.stream().close();
 }
 
 asio::awaitable<exec_stream_state::writer_turn> exec_stream_state::acquire_writer() {
@@ -89,15 +89,14 @@ asio::awaitable<std::tuple<error_code, std::shared_ptr<exec_stream_state>>> open
     if (request.timeout_ms > agent::max_timeout_ms)
         co_return std::tuple{make_error_code(boost::system::errc::invalid_argument), std::shared_ptr<exec_stream_state>{}};
     const auto started = std::chrono::steady_clock::now();
-    std::vector<std::uint8_t> out;
-    agent::encode_request(out, request);
-    auto [sec, s] = co_await send_request(st, std::move(out), started + agent_connect_patience);
-    if (sec) co_return std::tuple{sec, std::shared_ptr<exec_stream_state>{}};
-    auto es = std::make_shared<exec_stream_state>(st, std::move(s), request.stdin_open);
+    const bool stdin_open = request.stdin_open;
+    const auto timeout = std::chrono::milliseconds(request.timeout_ms);
+    auto es = std::make_shared<exec_stream_state>(st, stdin_open);
+    if (auto ec = co_await es->session.open(request, started + agent_connect_patience))
+        co_return std::tuple{ec, std::shared_ptr<exec_stream_state>{}};
     // The guest enforces the timeout; the host does not rely on it.
-    if (request.timeout_ms > 0)
-        es->watchdog.arm_at(st->strand, es->stream,
-                            started + std::chrono::milliseconds(request.timeout_ms) + st->config.exec_timeout_grace);
+    if (timeout.count() > 0)
+        es->session.watchdog().arm_at(st->strand, es->session.stream(), started + timeout + st->config.exec_timeout_grace);
     co_return std::tuple{error_code{}, std::move(es)};
 }
 
@@ -105,7 +104,7 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
     if (es->broken) co_return std::tuple{error_code(sandbox_errc::stream_broken), stream_event()};
     if (es->finished) co_return std::tuple{error_code(asio::error::eof), stream_event()};
     for (;;) {
-        auto item = es->reader.next();
+        auto item = es->session.reader().next();
         if (!item) {
             es->finish();
             co_return std::tuple{error_code(sandbox_errc::agent_protocol), stream_event()};
@@ -131,14 +130,10 @@ asio::awaitable<std::tuple<error_code, stream_event>> next_event(std::shared_ptr
             }
             continue;  // end of an output stream: the exit message follows
         }
-        auto [ec, n] = co_await es->stream.async_read_some(asio::buffer(es->read_buffer.get(), agent_read_chunk), use_tuple);
-        if (ec) {
-            const auto why = es->sandbox->classify(ec, es->watchdog);
-            if (why != asio::error::operation_aborted) es->finish();  // cancelled: still usable
-            co_return std::tuple{why, stream_event()};
+        if (auto ec = co_await es->session.read_some()) {
+            if (ec != asio::error::operation_aborted) es->finish();  // cancelled: still usable
+            co_return std::tuple{ec, stream_event()};
         }
-        es->reader.feed(std::span(es->read_buffer.get(), n));  // before the yield: a cancellation there must not lose bytes
-        if (es->sandbox->refill_spares()) co_await asio::post(es->sandbox->strand, asio::use_awaitable);  // see refill_spares
     }
 }
 
@@ -150,35 +145,12 @@ asio::awaitable<std::tuple<error_code, std::size_t>> send_stdin(std::shared_ptr<
     if (close) es->stdin_open = false;
     auto turn = co_await es->acquire_writer();
     if (es->broken) co_return std::tuple{error_code(sandbox_errc::stream_broken), std::size_t{0}};  // by the writer before us
-    // Frame by frame, straight from `data`: a large write is never copied whole.
-    const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-    std::size_t sent = 0;
-    while (sent < data.size()) {
-        // Partial cancellation stops here, between frames: the stream stays in step.
-        if (cancel && cancel->requested != asio::cancellation_type::none)
-            co_return std::tuple{error_code(asio::error::operation_aborted), sent};
-        const std::size_t n = std::min<std::size_t>(data.size() - sent, agent::max_data_chunk);
-        const auto header = agent::frame_header(agent::frame_kind::stdin_data, n);
-        const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p + sent, n)};
-        auto [ec, w] = co_await asio::async_write(es->stream, frame, use_tuple);
-        if (ec == asio::error::operation_aborted) {
-            // Terminal cancellation: a frame either went whole, not at all, or the stream is
-            // hung up, never left half-written and reused.
-            if (w > 0 && w < header.size() + n) es->break_stream();
-            if (w == header.size() + n) sent += n;
-            co_return std::tuple{ec, sent};
-        }
-        if (ec) co_return std::tuple{es->sandbox->classify(ec, es->watchdog), sent};
-        sent += n;
-    }
-    if (close) {
-        std::vector<std::uint8_t> end;
-        agent::encode_end(end, agent::frame_kind::stdin_data);
-        auto [ec, w] = co_await asio::async_write(es->stream, asio::buffer(end), use_tuple);
-        if (ec == asio::error::operation_aborted && w > 0 && w < end.size()) es->break_stream();
-        if (ec) co_return std::tuple{es->sandbox->classify(ec), sent};
-    }
-    co_return std::tuple{error_code{}, sent};
+    auto written = co_await es->session.write_frames(
+        agent::frame_kind::stdin_data, std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()), close,
+        cancel.get());
+    // Terminal cancellation may cut a frame: then hang up, never leave it half-written and reused.
+    if (written.frame_cut) es->break_stream();
+    co_return std::tuple{written.ec, written.bytes};
 }
 
 asio::awaitable<std::tuple<error_code>> close_stdin(std::shared_ptr<exec_stream_state> es) {
@@ -190,15 +162,12 @@ asio::awaitable<std::tuple<error_code>> send_kill(std::shared_ptr<exec_stream_st
     // It has exited, or the hang-up after a broken write killed it: nothing left to kill.
     if (es->finished || es->broken) co_return std::tuple{error_code{}};
     if (es->writer_busy()) {
-        es->stream.close();  // a blocked stdin write would hold the kill back: hang up instead
+        es->session.stream().close();  // a blocked stdin write would hold the kill back: hang up instead
         co_return std::tuple{error_code{}};
     }
     auto turn = co_await es->acquire_writer();
     if (es->broken) co_return std::tuple{error_code{}};
-    std::vector<std::uint8_t> out;
-    agent::encode_request(out, agent::kill_request{});
-    auto [ec, n] = co_await asio::async_write(es->stream, asio::buffer(out), use_tuple);
-    co_return std::tuple{es->sandbox->classify(ec)};
+    co_return std::tuple{co_await es->session.write_message(agent::kill_request{})};
 }
 
 asio::awaitable<std::tuple<error_code, guest_command_result>> run_collect(std::shared_ptr<sandbox_state> st,

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "mimobox/vm/exec_stream.hpp"
-#include "sandbox/agent_watchdog.hpp"
+#include "sandbox/agent_session.hpp"
 #include "sandbox/sandbox_state.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -16,16 +16,13 @@ namespace mimobox::vm::detail {
 
 class exec_stream_state {
 public:
-    exec_stream_state(std::shared_ptr<sandbox_state> sandbox, vsock_stream stream, bool stdin_open)
-        : sandbox(std::move(sandbox)), stream(std::move(stream)), stdin_open(stdin_open) {}
+    exec_stream_state(std::shared_ptr<sandbox_state> sandbox, bool stdin_open)
+        : sandbox(sandbox), session(std::move(sandbox)), stdin_open(stdin_open) {}
 
     std::shared_ptr<sandbox_state> sandbox;
-    vsock_stream stream;
-    /// Armed when the exec has a timeout: its answer is due by then plus exec_timeout_grace.
-    agent_watchdog watchdog;
-    agent::response_reader reader;
-    // Not zero-filled: every exec allocates one, and reads only ever expose what they wrote.
-    std::unique_ptr<std::uint8_t[]> read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);
+    /// The exec's connection; its watchdog is armed when the exec has a timeout (the answer is
+    /// due by then plus exec_timeout_grace).
+    agent_session session;
     bool finished = false;  // the final event was delivered, or the connection failed
     /// A cancelled stdin write left a frame half-sent: the connection was hung up.
     bool broken = false;

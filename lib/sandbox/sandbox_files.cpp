@@ -3,15 +3,14 @@
 
 #include "mimobox/vm/error.hpp"
 #include "sandbox/output_cap.hpp"
+#include "sandbox/agent_session.hpp"
 #include "sandbox/sandbox_state.hpp"
 #include "sandbox/spawn_operation.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
-#include <array>
 
 namespace mimobox::vm {
 
@@ -62,23 +61,20 @@ asio::awaitable<std::tuple<error_code>> simple_file_op(std::shared_ptr<sandbox_s
 asio::awaitable<std::tuple<error_code, std::string>> read_file(std::shared_ptr<sandbox_state> st, std::string path) {
     if (!valid_guest_path(path)) co_return std::tuple{error_code(guest_file_errc::invalid_path), std::string()};
     if (auto ec = st->check_ready()) co_return std::tuple{ec, std::string()};
-    std::vector<std::uint8_t> out;
-    agent::encode_request(out, request_for(file_op::read, std::move(path)));
-    auto [sec, s] = co_await send_request(st, std::move(out), std::chrono::steady_clock::now() + agent_connect_patience);
-    if (sec) co_return std::tuple{sec, std::string()};
-    agent_watchdog watchdog;
-    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
+    agent_session session(st);
+    if (auto ec = co_await session.open(request_for(file_op::read, std::move(path)), std::chrono::steady_clock::now() + agent_connect_patience))
+        co_return std::tuple{ec, std::string()};
+    session.watchdog().arm_idle(st->strand, session.stream(), st->config.agent_idle_timeout);
     std::string data;
-    agent::response_reader reader;
     // The limit is the host's: the guest may send any amount, whatever the file's size.
     const std::uint64_t limit = st->config.max_read_file_bytes;
-    auto [ec, r] = co_await read_response(*st, s, reader, [&data, limit](agent::data_chunk& c) -> error_code {
+    auto [ec, r] = co_await session.read_response([&data, limit](agent::data_chunk& c) -> error_code {
         if (c.kind != agent::frame_kind::file_data) return sandbox_errc::agent_protocol;
         if (!fits_under_cap(data, c.bytes.size(), limit)) return guest_file_errc::file_too_large;
         data.append(c.bytes.begin(), c.bytes.end());
         return {};
-    }, watchdog);
-    if (ec) co_return std::tuple{ec, std::string()};  // dropping `s` hangs up: the agent stops sending
+    });
+    if (ec) co_return std::tuple{ec, std::string()};  // the session hangs up: the agent stops sending
     if (!std::holds_alternative<agent::ok_response>(r)) co_return std::tuple{error_from_response(r, true), std::string()};
     co_return std::tuple{error_code{}, std::move(data)};
 }
@@ -92,34 +88,15 @@ asio::awaitable<std::tuple<error_code>> write_file(std::shared_ptr<sandbox_state
     if (auto ec = st->check_ready()) co_return std::tuple{ec};
     auto rq = request_for(file_op::write, std::move(path));
     rq.mode = mode & 07777;
-    std::vector<std::uint8_t> head;
-    agent::encode_request(head, rq);
-    auto [sec, s] = co_await send_request(st, std::move(head), std::chrono::steady_clock::now() + agent_connect_patience);
-    if (sec) co_return std::tuple{sec};
+    agent_session session(st);
+    if (auto ec = co_await session.open(rq, std::chrono::steady_clock::now() + agent_connect_patience)) co_return std::tuple{ec};
     // A guest that never reads what we send must not hold the write forever.
-    agent_watchdog watchdog;
-    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
-    auto send = [](vsock_stream& s, const std::string& data, agent_watchdog& watchdog) -> asio::awaitable<void> {
-        error_code ec;
-        std::size_t n = 0;
-        const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-        for (std::size_t left = data.size(); left > 0 && !ec;) {
-            watchdog.progress();
-            const std::size_t chunk = std::min<std::size_t>(left, agent::max_data_chunk);
-            const auto header = agent::frame_header(agent::frame_kind::file_data, chunk);
-            const std::array<asio::const_buffer, 2> frame{asio::buffer(header), asio::buffer(p, chunk)};
-            std::tie(ec, n) = co_await asio::async_write(s, frame, use_tuple);
-            p += chunk;
-            left -= chunk;
-        }
-        if (ec) co_return;
-        watchdog.progress();
-        std::vector<std::uint8_t> end;
-        agent::encode_end(end, agent::frame_kind::file_data);
-        co_await asio::async_write(s, asio::buffer(end), use_tuple);
+    session.watchdog().arm_idle(st->strand, session.stream(), st->config.agent_idle_timeout);
+    auto send = [](agent_session& session, const std::string& data) -> asio::awaitable<void> {
+        co_await session.write_frames(agent::frame_kind::file_data,
+                                      std::span(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()), true);
     };
-    agent::response_reader reader;
-    auto [ec, response] = co_await (send(s, data, watchdog) && read_response(*st, s, reader, {}, watchdog));
+    auto [ec, response] = co_await (send(session, data) && session.read_response());
     if (ec) co_return std::tuple{ec};
     if (std::holds_alternative<agent::ok_response>(response)) co_return std::tuple{error_code{}};
     co_return std::tuple{error_from_response(response, true)};

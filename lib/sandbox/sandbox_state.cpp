@@ -1,5 +1,6 @@
 #include "sandbox/sandbox_state.hpp"
 
+#include "sandbox/agent_session.hpp"
 #include "sandbox/spawn_operation.hpp"
 
 #include "mimobox/vm/error.hpp"
@@ -133,60 +134,12 @@ error_code sandbox_state::classify(error_code ec, const agent_watchdog& watchdog
     return classify(ec);
 }
 
-asio::awaitable<std::tuple<error_code, agent::response>> read_response(
-    sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
-    const std::function<error_code(agent::data_chunk&)>& on_data, agent_watchdog& watchdog) {
-    auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(agent_read_chunk);  // not zero-filled: one per operation
-    for (;;) {
-        auto item = reader.next();
-        if (!item) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
-        if (*item) {
-            if (auto* r = std::get_if<agent::response>(&**item)) {
-                co_return std::tuple{error_code{}, std::move(*r)};
-            }
-            if (auto* d = std::get_if<agent::data_chunk>(&**item)) {
-                if (!on_data) co_return std::tuple{error_code(sandbox_errc::agent_protocol), agent::response()};
-                if (auto ec = on_data(*d)) co_return std::tuple{ec, agent::response()};
-            }
-            continue;  // data_end: the response follows
-        }
-        auto [ec, n] = co_await s.async_read_some(asio::buffer(buf.get(), agent_read_chunk), use_tuple);
-        if (ec) co_return std::tuple{st.classify(ec, watchdog), agent::response()};
-        watchdog.progress();
-        reader.feed(std::span(buf.get(), n));  // before the yield: a cancellation there must not lose bytes
-        if (st.refill_spares()) co_await asio::post(st.strand, asio::use_awaitable);  // see refill_spares
-    }
-}
-
-asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_ptr<sandbox_state> st,
-                                                                   std::vector<std::uint8_t> request,
-                                                                   std::chrono::steady_clock::time_point connect_deadline) {
-    for (int attempt = 0;; ++attempt) {
-        auto [cec, s] = co_await st->connect_agent(connect_deadline);
-        if (cec) co_return std::tuple{cec, vsock_stream{}};
-        // A request that fits the fresh connection's send buffer is taken at once, whatever the
-        // guest does; only a larger one waits on the guest's credit and needs a deadline.
-        agent_watchdog watchdog;
-        if (request.size() > vsock::connection::tx_capacity) watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
-        auto [wec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
-        watchdog.disarm();
-        if (!wec) co_return std::tuple{error_code{}, std::move(s)};
-        const auto why = st->classify(wec, watchdog);
-        // Not all of it reached the guest: the agent cannot have acted on a partial frame.
-        if (why != sandbox_errc::agent_disconnected || attempt == unsent_request_retries) co_return std::tuple{why, vsock_stream{}};
-    }
-}
-
 asio::awaitable<std::tuple<error_code, agent::response>> transact(std::shared_ptr<sandbox_state> st, agent::request request,
                                                                   std::chrono::steady_clock::time_point connect_deadline) {
-    std::vector<std::uint8_t> out;
-    agent::encode_request(out, request);
-    auto [sec, s] = co_await send_request(st, std::move(out), connect_deadline);
-    if (sec) co_return std::tuple{sec, agent::response()};
-    agent_watchdog watchdog;
-    watchdog.arm_idle(st->strand, s, st->config.agent_idle_timeout);
-    agent::response_reader reader;
-    co_return co_await read_response(*st, s, reader, {}, watchdog);
+    agent_session session(st);
+    if (auto ec = co_await session.open(request, connect_deadline)) co_return std::tuple{ec, agent::response()};
+    session.watchdog().arm_idle(st->strand, session.stream(), st->config.agent_idle_timeout);
+    co_return co_await session.read_response();
 }
 
 asio::awaitable<std::tuple<error_code, agent::response>> call_agent(std::shared_ptr<sandbox_state> st, agent::request request) {

@@ -83,30 +83,9 @@ private:
     asio::steady_timer* spare_waiter_ = nullptr;  // an operation waiting for a pending spare
 };
 
-/// Reads from `s` until the agent's response message arrives. Data frames before it go to
-/// `on_data` (which may fail the call by returning an error). Every read is progress for
-/// `watchdog`; if it fired, the result is sandbox_errc::agent_timeout.
-asio::awaitable<std::tuple<error_code, agent::response>> read_response(
-    sandbox_state& st, vsock_stream& s, agent::response_reader& reader,
-    const std::function<error_code(agent::data_chunk&)>& on_data, agent_watchdog& watchdog);
-
-
-/// How much one read from an agent connection takes at most (one agent data frame's worth).
-inline constexpr std::size_t agent_read_chunk = 64 * 1024;
-
 /// How long an operation on a ready sandbox retries a refused connection (the agent's server
 /// restarts within a second if it dies; under load a full accept queue refuses briefly too).
 inline constexpr std::chrono::seconds agent_connect_patience{30};
-
-/// A connection to the agent with `request` (one encoded frame) written to it. A connection
-/// that fails before the whole request went out (a spare whose agent worker died, say) cannot
-/// have started anything in the guest, so that case is retried on a fresh connection, up to
-/// unsent_request_retries times; every other failure is the caller's. A request larger than
-/// the connection's send buffer waits on the guest, under an agent_idle_timeout deadline.
-asio::awaitable<std::tuple<error_code, vsock_stream>> send_request(std::shared_ptr<sandbox_state> st,
-                                                                   std::vector<std::uint8_t> request,
-                                                                   std::chrono::steady_clock::time_point connect_deadline);
-inline constexpr int unsent_request_retries = 3;
 
 /// Connects (retrying refusals until `connect_deadline`), sends `request`, returns its response;
 /// sandbox_errc::agent_timeout if the guest moves nothing for sandbox_config::agent_idle_timeout.

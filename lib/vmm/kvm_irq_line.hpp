@@ -1,7 +1,7 @@
 // An edge-triggered interrupt on a GSI of the in-kernel IOAPIC, raised with KVM_IRQ_LINE (up,
 // then down) from the thread that decides it. For an IOAPIC pin an irqfd is no cheaper: KVM
 // cannot inject those from the eventfd's wake-up, so it hands every one to a workqueue, a
-// kworker wake-up and two context switches on the way to the guest (see ARCHITECTURE.md).
+// kworker wake-up and two context switches on the way to the guest (docs/decisions/0006).
 #pragma once
 
 #include "devices/interrupt_line.hpp"

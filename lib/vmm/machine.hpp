@@ -19,7 +19,7 @@
 #include "vmm/console_log.hpp"
 #include "vmm/kvm_irq_line.hpp"
 #include "vmm/vcpu_thread.hpp"
-#include "vmm/vsock_host.hpp"
+#include "vsock_host/vsock_host.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>

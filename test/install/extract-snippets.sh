@@ -2,7 +2,7 @@
 # Copies the code the documentation shows, verbatim, into files a test program includes:
 #   extract-snippets.sh SOURCE_ROOT OUT_DIR
 # - README.md: the indented block after `<!-- snippet:using-the-library ... -->`;
-# - include/mimobox/vm/microvm_sandbox.hpp: the `//   ` example lines of its opening comment.
+# - include/mimobox/vm/microvm_sandbox.hpp: the first block of `//   ` example lines.
 # Fails if a block is missing, so a renamed marker cannot turn the test into a no-op.
 set -euo pipefail
 src=$1 out=$2
@@ -11,7 +11,7 @@ awk '/<!-- snippet:using-the-library/ { on = 1; next }
      on && /^    / { print substr($0, 5); seen = 1; next }
      on && /^$/ { if (seen) print ""; next }
      on && seen { exit }' "$src/README.md" > "$out/readme_using.inc"
-awk 'NR == 1, /^#pragma/ { if ($0 ~ /^\/\/   /) print substr($0, 6) }' \
+awk '/^\/\/   / { print substr($0, 6); seen = 1; next } seen { exit }' \
   "$src/include/mimobox/vm/microvm_sandbox.hpp" > "$out/sandbox_header_example.inc"
 for f in readme_using.inc sandbox_header_example.inc; do
   if ! grep -q co_await "$out/$f"; then

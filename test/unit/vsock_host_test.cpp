@@ -1,9 +1,9 @@
-#include "vmm/vsock_host.hpp"
+#include "vsock_host/vsock_host.hpp"
 
 #define BOOST_TEST_MODULE vsock_host
 #include <boost/test/unit_test.hpp>
 
-#include "vmm/virtio_vsock_link.hpp"
+#include "vsock_host/virtio_vsock_link.hpp"
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
@@ -31,7 +31,7 @@ struct idle_guest {
 // A link whose interrupt state the test sets: it owes an interrupt until flushed or told the
 // guest got one some other way (an RX interrupt carrying the TX completions). Each process()
 // hands the guest whatever the muxer has for it; `delivered` records the operations.
-struct fake_link final : vmm::vsock_link {
+struct fake_link final : vmm::packet_link {
     explicit fake_link(vsock::muxer& m) : mux(m) {}
     vsock::muxer& mux;
     bool owes = false;
@@ -68,19 +68,31 @@ struct host_with_fake_link {
                              return l;
                          },
                          [](const vsock::endpoint&) { return vm::vsock_stream{}; }};
-    host_with_fake_link() { host.start(keep_alive); }
+    // The host's timers run on virtual time (vsock_clock), so a loaded machine cannot make a
+    // watch look early or late.
+    host_with_fake_link() {
+        vmm::vsock_clock::freeze();
+        host.start(keep_alive);
+    }
     ~host_with_fake_link() {
         host.stop();
         ctx.restart();
         ctx.poll();
+        vmm::vsock_clock::thaw();
     }
     // The guest moved packets: the link reports activity on the strand, as its workers do.
     void guest_activity() {
         asio::post(ctx, [this] { link->on_activity(); });
     }
+    // `d` of virtual time, in steps of a twentieth; each step gives the io_context a little real
+    // time to run what became due (timers re-check every millisecond while the clock is frozen).
     void run_for(std::chrono::milliseconds d) {
-        ctx.restart();
-        ctx.run_for(d);
+        const auto step = std::max<std::chrono::milliseconds>(d / 20, std::chrono::milliseconds(1));
+        for (auto done = std::chrono::milliseconds(0); done < d; done += step) {
+            vmm::vsock_clock::advance(std::min(step, d - done));
+            ctx.restart();
+            ctx.run_for(std::chrono::milliseconds(3));
+        }
     }
     // A packet from the guest's side of connection guest port 7000 -> host port 1000.
     void guest_sends(vsock::op o, std::uint32_t flags = 0, std::span<const std::uint8_t> payload = {}) {

@@ -1,5 +1,5 @@
 // The host end of a VM's vsock: the muxer, the link that carries its packets to the guest
-// (virtio device or serial line, see vsock_link.hpp) and the pending stream operations (connect,
+// (virtio device or serial line, see packet_link.hpp) and the pending stream operations (connect,
 // accept, read, write) it completes as packets move. Lives on the VM's strand; machine owns it.
 #pragma once
 
@@ -8,11 +8,13 @@
 #include "memory/guest_memory.hpp"
 #include "mimobox/vm/microvm_config.hpp"
 #include "mimobox/vm/vsock_stream.hpp"
-#include "vmm/vsock_link.hpp"
+#include "vsock_host/packet_link.hpp"
 #include "vsock/muxer.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
+#include "vsock_host/vsock_clock.hpp"
+
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -32,7 +34,7 @@ public:
     using stream_handler = boost::asio::any_completion_handler<void(error_code, vm::vsock_stream)>;
     using stream_factory = std::function<vm::vsock_stream(const vsock::endpoint&)>;
 
-    using link_factory = std::function<std::unique_ptr<vsock_link>(vsock::muxer&)>;
+    using link_factory = std::function<std::unique_ptr<packet_link>(vsock::muxer&)>;
 
     vsock_host(boost::asio::strand<boost::asio::any_io_executor> strand, const memory::guest_memory& memory,
                std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream);
@@ -62,7 +64,7 @@ public:
     void release(const vsock::endpoint& ep);
 
     /// A guest MMIO access the link can serve on the vCPU thread that made it (see
-    /// vsock_link::serve_on_vcpu_thread). Safe from any thread: the link is fixed at construction.
+    /// packet_link::serve_on_vcpu_thread). Safe from any thread: the link is fixed at construction.
     bool serve_on_vcpu_thread(std::uint64_t addr, bool is_write, std::span<std::uint8_t> data) noexcept {
         return link_->serve_on_vcpu_thread(addr, is_write, data);
     }
@@ -121,23 +123,23 @@ private:
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     stream_factory make_stream_;
     vsock::muxer muxer_;
-    std::unique_ptr<vsock_link> link_;
+    std::unique_ptr<packet_link> link_;
     bool stopped_ = false;
     bool pump_scheduled_ = false;
     std::weak_ptr<void> owner_;  // the machine, from start(): a scheduled pump must not outlive it
-    std::optional<boost::asio::steady_timer> stall_timer_;
+    std::optional<vsock_timer> stall_timer_;
     // Armed while packets wait and the guest has no receive buffer posted, or while operations
     // wait on the guest (see lost_interrupt_watch).
-    std::optional<boost::asio::steady_timer> lost_interrupt_timer_;
+    std::optional<vsock_timer> lost_interrupt_timer_;
     // Armed once the link holds back an interrupt, and left armed when another interrupt carries
     // it (see owed_interrupt_watch): re-arming and cancelling it on every exchange cost more
     // host time than the rare spurious expiry.
-    std::optional<boost::asio::steady_timer> owed_interrupt_timer_;
+    std::optional<vsock_timer> owed_interrupt_timer_;
     std::optional<std::chrono::steady_clock::time_point> owed_since_;  // while an interrupt is owed
     std::optional<std::chrono::steady_clock::time_point> deferred_since_;  // while defer_pump's output waits
     std::uint64_t renotifications_ = 0, quiet_renotifications_ = 0;
     std::uint64_t bytes_moved_at_check_ = 0;
-    std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_activity_ = vsock_clock::now();
 
     struct stream_waiter {
         std::uint64_t id;

@@ -7,12 +7,12 @@
 
 #include "devices/serial.hpp"
 #include "vmm/kvm_irq_line.hpp"
-#include "vmm/vsock_link.hpp"
+#include "vsock_host/packet_link.hpp"
 #include "vsock/stream_link.hpp"
 
 namespace mimobox::vmm {
 
-class serial_vsock_link final : public vsock_link {
+class serial_vsock_link final : public packet_link {
 public:
     static constexpr std::uint16_t port_base = 0x2f8;
     static constexpr std::uint32_t gsi = 3;

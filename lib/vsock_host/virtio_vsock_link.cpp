@@ -1,4 +1,4 @@
-#include "vmm/virtio_vsock_link.hpp"
+#include "vsock_host/virtio_vsock_link.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -1,4 +1,4 @@
-#include "vmm/serial_vsock_link.hpp"
+#include "vsock_host/serial_vsock_link.hpp"
 
 namespace mimobox::vmm {
 

@@ -1,7 +1,7 @@
-#include "vmm/vsock_host.hpp"
+#include "vsock_host/vsock_host.hpp"
 
-#include "vmm/serial_vsock_link.hpp"
-#include "vmm/virtio_vsock_link.hpp"
+#include "vsock_host/serial_vsock_link.hpp"
+#include "vsock_host/virtio_vsock_link.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -22,7 +22,7 @@ namespace asio = boost::asio;
 
 vsock_host::vsock_host(asio::strand<asio::any_io_executor> strand, const memory::guest_memory& memory,
                        std::uint64_t guest_cid, vm::vsock_link kind, stream_factory make_stream)
-    : vsock_host(strand, guest_cid, [&](vsock::muxer& mux) -> std::unique_ptr<vsock_link> {
+    : vsock_host(strand, guest_cid, [&](vsock::muxer& mux) -> std::unique_ptr<packet_link> {
           if (kind == vm::vsock_link::com2_uart) return std::make_unique<serial_vsock_link>(mux);
           return std::make_unique<virtio_vsock_link>(strand, memory, mux, kind);
       }, std::move(make_stream)) {}
@@ -42,9 +42,9 @@ void vsock_host::complete(Handler handler, Args... args) {
 void vsock_host::start(std::shared_ptr<void> keep_alive) {
     owner_ = keep_alive;
     link_->start([this] { on_link_activity(); }, keep_alive);
-    lost_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
+    lost_interrupt_timer_.emplace(strand_, vsock_timer::time_point::max());
     asio::co_spawn(strand_, lost_interrupt_watch(keep_alive), asio::detached);
-    owed_interrupt_timer_.emplace(strand_, asio::steady_timer::time_point::max());
+    owed_interrupt_timer_.emplace(strand_, vsock_timer::time_point::max());
     asio::co_spawn(strand_, owed_interrupt_watch(keep_alive), asio::detached);
     if (const auto interval = stall_log_interval(); interval.count() > 0) {
         stall_timer_.emplace(strand_);
@@ -68,12 +68,12 @@ asio::awaitable<void> vsock_host::lost_interrupt_watch([[maybe_unused]] std::sha
         auto [ec] = co_await lost_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // re-armed
-        const auto now = std::chrono::steady_clock::now();
+        const auto now = vsock_clock::now();
         if (link_->starved_for_rx_buffers()) {
             reraise_interrupt(renotifications_, "vsock data waited 500 ms with no sign of the guest taking it");
             lost_interrupt_timer_->expires_after(500ms);
         } else if (!has_pending_operations()) {
-            lost_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+            lost_interrupt_timer_->expires_at(vsock_timer::time_point::max());
         } else if (now - last_activity_ < quiet_guest_limit) {
             lost_interrupt_timer_->expires_at(last_activity_ + quiet_guest_limit);
         } else {
@@ -110,13 +110,13 @@ asio::awaitable<void> vsock_host::owed_interrupt_watch([[maybe_unused]] std::sha
         auto [ec] = co_await owed_interrupt_timer_->async_wait(asio::as_tuple(asio::use_awaitable));
         if (stopped_) break;
         if (ec) continue;  // armed while idle
-        if (const auto due = next_deadline(); due && std::chrono::steady_clock::now() < *due) {
+        if (const auto due = next_deadline(); due && vsock_clock::now() < *due) {
             owed_interrupt_timer_->expires_at(*due);  // a later debt
             continue;
         }
-        owed_interrupt_timer_->expires_at(asio::steady_timer::time_point::max());
+        owed_interrupt_timer_->expires_at(vsock_timer::time_point::max());
         // Connections the guest left closing past their timeout get our RST now.
-        const bool expired = muxer_.expire_closing(std::chrono::steady_clock::now()) > 0;
+        const bool expired = muxer_.expire_closing(vsock_clock::now()) > 0;
         if (deferred_since_ || expired) pump();  // may leave an interrupt owed again: flushed just below
         if (std::exchange(owed_since_, std::nullopt)) link_->flush_interrupt();
         if (const auto due = next_deadline()) arm_at(*due);  // close timeouts still running
@@ -151,9 +151,9 @@ asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[m
         if (ec || stopped_) break;
         if (const auto moved = link_->bytes_moved(); moved != bytes_moved_at_check_) {
             bytes_moved_at_check_ = moved;
-            last_activity_ = std::chrono::steady_clock::now();
+            last_activity_ = vsock_clock::now();
         }
-        const bool stalled = has_pending_operations() && std::chrono::steady_clock::now() - last_activity_ >= interval;
+        const bool stalled = has_pending_operations() && vsock_clock::now() - last_activity_ >= interval;
         if (stalled && !reported) {
             std::fprintf(stderr, "mimobox: vsock operations pending with no queue activity for %llds\n%s",
                          static_cast<long long>(interval.count()), describe().c_str());
@@ -174,7 +174,7 @@ std::string vsock_host::describe() const {
 
 void vsock_host::on_link_activity() {
     if (stopped_) return;
-    last_activity_ = std::chrono::steady_clock::now();
+    last_activity_ = vsock_clock::now();
     pump();
 }
 
@@ -285,7 +285,7 @@ void vsock_host::release(const vsock::endpoint& ep) {
     // usually starts at once, instead of costing a pump, and often an interrupt, of its own
     // between an operation's answer and its caller.
     const bool only_acknowledges = c && c->close_only_acknowledges();
-    muxer_.close(ep, std::chrono::steady_clock::now());
+    muxer_.close(ep, vsock_clock::now());
     if (owed_interrupt_timer_)
         if (const auto due = next_deadline()) arm_at(*due);  // the close timeout, if it started one
     if (only_acknowledges) return defer_pump();
@@ -296,7 +296,7 @@ void vsock_host::defer_pump() {
     if (stopped_) return;
     if (!owed_interrupt_timer_) return pump();  // not started: tests drive us directly
     if (deferred_since_) return;
-    deferred_since_ = std::chrono::steady_clock::now();
+    deferred_since_ = vsock_clock::now();
     arm_watch(*deferred_since_);
 }
 
@@ -336,7 +336,7 @@ void vsock_host::pump() {
         for (auto& [port, waiters] : std::exchange(accepting_, {}))
             for (auto& w : waiters) complete(std::move(w.handler), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
-    if (lost_interrupt_timer_ && lost_interrupt_timer_->expiry() == asio::steady_timer::time_point::max()) {
+    if (lost_interrupt_timer_ && lost_interrupt_timer_->expiry() == vsock_timer::time_point::max()) {
         if (link_->starved_for_rx_buffers()) lost_interrupt_timer_->expires_after(std::chrono::milliseconds(500));
         else if (has_pending_operations()) lost_interrupt_timer_->expires_after(quiet_guest_limit);
     }
@@ -345,7 +345,7 @@ void vsock_host::pump() {
         if (!link_->owes_interrupt()) {
             owed_since_.reset();
         } else if (!owed_since_) {
-            owed_since_ = std::chrono::steady_clock::now();
+            owed_since_ = vsock_clock::now();
             arm_watch(*owed_since_);
         }
     }
@@ -439,7 +439,7 @@ bool vsock_host::progress() {
             }
         }
     }
-    if (changed) last_activity_ = std::chrono::steady_clock::now();
+    if (changed) last_activity_ = vsock_clock::now();
     return changed;
 }
 

@@ -16,11 +16,11 @@
 
 namespace mimobox::vmm {
 
-class vsock_link {
+class packet_link {
 public:
     using error_code = boost::system::error_code;
 
-    virtual ~vsock_link() = default;
+    virtual ~packet_link() = default;
     /// Registers the link's device on a bus and its interrupt (and doorbells) with KVM.
     virtual error_code attach(kvm::vm& vm, devices::bus& pio, devices::bus& mmio) = 0;
     /// `on_activity` runs (on the strand) whenever the guest moved packets; `keep_alive` is

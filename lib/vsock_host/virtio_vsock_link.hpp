@@ -14,7 +14,7 @@
 #include "virtio/pci_transport.hpp"
 #include "vmm/kvm_irq_line.hpp"
 #include "vmm/kvm_msi.hpp"
-#include "vmm/vsock_link.hpp"
+#include "vsock_host/packet_link.hpp"
 #include "vsock/vsock_device.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,7 +27,7 @@
 
 namespace mimobox::vmm {
 
-class virtio_vsock_link final : public vsock_link {
+class virtio_vsock_link final : public packet_link {
 public:
     static constexpr std::uint64_t mmio_base = 0xd0000000;
     static constexpr std::uint64_t mmio_size = 0x1000;

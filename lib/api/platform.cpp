@@ -1,6 +1,6 @@
 #include "mimobox/vm/platform.hpp"
 
-#include "platform_verdict.hpp"
+#include "api/platform_verdict.hpp"
 
 #include "kvm/system.hpp"
 #include "kvm/vcpu.hpp"
