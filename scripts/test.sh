@@ -22,7 +22,11 @@ ctest -L kvm -V --repeat until-pass:2 || status=1
 # sandbox layer, the vsock host and a misbehaving guest.
 echo "==== sanitizer build (ASan + UBSan) in ${build}-asan"
 sanitized=${build}-asan
-if cmake -S "$here" -B "$sanitized" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIMOBOX_SANITIZE=address,undefined \
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# -O1 -g1 (line tables): a third less compile time than -O2 -g, with usable reports; asserts on.
+if cmake -S "$here" -B "$sanitized" -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DMIMOBOX_SANITIZE=address,undefined \
      -DMIMOBOX_BUILD_GUEST=OFF -DMIMOBOX_GUEST_ASSETS_DIR="$build/guest" -DMIMOBOX_BUILD_BENCH=OFF \
      -DMIMOBOX_BUILD_EXAMPLES=OFF >/dev/null && cmake --build "$sanitized" -j"$(nproc)"; then
   cd "$sanitized" || exit 1
