@@ -88,21 +88,27 @@ std::optional<std::vector<std::uint8_t>> vsock_device::gather(const virtio::desc
     return out;
 }
 
+std::optional<virtio::descriptor_chain> vsock_device::next_chain(std::size_t index, pass& done) {
+    auto& q = queues_[index];
+    if (done.chains == q.layout().size) {
+        done.budget_spent = true;
+        return std::nullopt;
+    }
+    auto next = q.pop();
+    if (!next) {
+        fail(next.error());
+        return std::nullopt;
+    }
+    return std::move(*next);
+}
+
 vsock_device::pass vsock_device::process_tx() {
     pass done;
     auto& q = queues_[tx_queue];
     for (;;) {
-        if (done.chains == q.layout().size) {
-            done.budget_spent = true;
-            return done;
-        }
-        auto next = q.pop();
-        if (!next) {
-            fail(next.error());
-            return done;
-        }
-        if (!*next) return done;
-        const auto& chain = **next;
+        auto next = next_chain(tx_queue, done);
+        if (!next) return done;
+        const auto& chain = *next;
         // Header and payload may be split across descriptors in any way: read them as a stream.
         auto bytes = gather(chain, header_size + max_payload);
         if (bytes && bytes->size() >= header_size) {
@@ -128,17 +134,10 @@ vsock_device::pass vsock_device::process_rx() {
     pass done;
     auto& q = queues_[rx_queue];
     while (mux_.has_output()) {
-        if (done.chains == q.layout().size) {
-            done.budget_spent = true;
-            return done;
-        }
-        auto next = q.pop();
-        if (!next) {
-            fail(next.error());
-            return done;
-        }
-        if (!*next) break;  // no buffers: the muxer keeps its packets until the guest posts more
-        const auto& chain = **next;
+        // No buffers: the muxer keeps its packets until the guest posts more.
+        auto next = next_chain(rx_queue, done);
+        if (!next) break;
+        const auto& chain = *next;
         std::uint32_t written = 0;
         bool nothing_to_send = false;
         if (chain.writable_bytes() >= header_size) {

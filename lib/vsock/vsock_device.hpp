@@ -72,6 +72,9 @@ private:
         std::uint32_t chains = 0;  // returned to the driver
         bool budget_spent = false;
     };
+    /// The next chain of queue `index` within this pass's budget; nothing once the budget is
+    /// spent, the queue is empty, or the queue broke (then the device has failed).
+    std::optional<virtio::descriptor_chain> next_chain(std::size_t index, pass& done);
     pass process_tx();
     void signal();
     pass process_rx();
