@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
     cfg.vcpu_count = 1;
     cfg.cmdline_extra = "mimobox.test=idle";
     cfg.vsock = mmio ? mimobox::vm::vsock_link::virtio_mmio : mimobox::vm::vsock_link::virtio_pci;
-    // The same guest arguments kvm_backend passes (lib/vmm/machine.cpp base_cmdline).
+    // The same guest arguments kvm_backend passes (base_cmdline in lib/vmm/machine_build.cpp).
     const std::string cmdline = "console=ttyS0 reboot=t panic=-1 quiet nomodule i8042.noaux i8042.nomux i8042.dumbkbd "
                                 "8250.nr_uarts=1 tsc=reliable no_timer_check mimobox.test=idle";
     std::vector<double> ours, qemu;

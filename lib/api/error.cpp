@@ -91,6 +91,16 @@ constexpr error_row vsock_rows[] = {
     {static_cast<int>(vsock_errc::link_broken), "the serial line carrying vsock lost packet framing; all connections reset", as_int(condition::connection_failed)},
 };
 
+constexpr error_row snapshot_rows[] = {
+    {static_cast<int>(snapshot_errc::not_a_snapshot), "not a mimobox snapshot", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::unsupported_format_version), "snapshot format version not supported", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::truncated), "snapshot truncated", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::corrupt_state), "snapshot state is corrupt", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::corrupt_memory), "snapshot memory does not match its recorded hash", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::shape_mismatch), "snapshot is for another vCPU count or memory size", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::cpu_mismatch), "snapshot was taken on an incompatible CPU", as_int(condition::bad_snapshot)},
+};
+
 class condition_category_impl final : public boost::system::error_category {
 public:
     const char* name() const noexcept override { return "mimobox.condition"; }
@@ -106,6 +116,7 @@ public:
         case condition::host_unsupported: return "this host cannot run the VM";
         case condition::agent_failed: return "the guest agent failed";
         case condition::connection_failed: return "the vsock connection failed";
+        case condition::bad_snapshot: return "unusable snapshot";
         }
         return "unknown mimobox.condition";
     }
@@ -151,6 +162,11 @@ const boost::system::error_category& guest_file_category() noexcept {
 
 const boost::system::error_category& vsock_category() noexcept {
     static const common::table_category instance("mimobox.vsock", vsock_rows);
+    return instance;
+}
+
+const boost::system::error_category& snapshot_category() noexcept {
+    static const common::table_category instance("mimobox.snapshot", snapshot_rows);
     return instance;
 }
 

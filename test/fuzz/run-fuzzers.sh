@@ -18,7 +18,8 @@ memory="lib/memory/mapping.cpp lib/memory/guest_memory.cpp"
 virtio="lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp lib/virtio/device_handshake.cpp"
 vsock="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/api/error.cpp"
 targets=(fuzz_split_queue fuzz_vsock fuzz_stream_link fuzz_agent_frames
-         fuzz_mmio_transport fuzz_pci_transport fuzz_pci_config fuzz_serial fuzz_sandbox_responses)
+         fuzz_mmio_transport fuzz_pci_transport fuzz_pci_config fuzz_serial fuzz_sandbox_responses
+         fuzz_snapshot_state)
 declare -A sources=(
   [fuzz_split_queue]="$memory lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp"
   [fuzz_vsock]="$vsock"
@@ -29,10 +30,12 @@ declare -A sources=(
   [fuzz_pci_config]="lib/devices/bus.cpp lib/devices/pci_host.cpp $memory $virtio lib/virtio/pci_transport.cpp"
   [fuzz_serial]="lib/devices/bus.cpp lib/devices/serial.cpp"
   [fuzz_sandbox_responses]="lib/agent/frame.cpp lib/agent/agent_errc.cpp lib/agent/messages.cpp lib/agent/response_reader.cpp"
+  [fuzz_snapshot_state]="lib/snapshot/state_codec.cpp lib/api/error.cpp"
 )
 # Targets that read the same messages share a dictionary.
 declare -A dict_of=([sandbox_responses]=agent_frames)
-declare -A libs=([fuzz_agent_frames]="-lboost_json" [fuzz_sandbox_responses]="-lboost_json")
+declare -A libs=([fuzz_agent_frames]="-lboost_json" [fuzz_sandbox_responses]="-lboost_json"
+                 [fuzz_snapshot_state]="-lboost_json -lcrypto")
 
 # Each library source is compiled once (in parallel), then every target links what it needs.
 obj() { local f=${1#lib/}; echo "$work/obj/${f//\//_}.o"; }

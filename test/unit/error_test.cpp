@@ -26,7 +26,8 @@ std::vector<error_code> every_public_code() {
     std::vector<error_code> out;
     for (auto& v : {all_codes(microvm_errc::invalid_kick_signal), all_codes(lifecycle_errc::vm_stopped),
                     all_codes(asset_errc::asset_integrity), all_codes(sandbox_errc::internal_error),
-                    all_codes(guest_file_errc::not_a_regular_file), all_codes(vsock_errc::link_broken)})
+                    all_codes(guest_file_errc::not_a_regular_file), all_codes(vsock_errc::link_broken),
+                    all_codes(snapshot_errc::cpu_mismatch)})
         out.insert(out.end(), v.begin(), v.end());
     return out;
 }
@@ -150,10 +151,16 @@ BOOST_AUTO_TEST_CASE(agent_failed_matches_an_agent_that_hung_up_or_misbehaved) {
 }
 
 BOOST_AUTO_TEST_CASE(conditions_have_messages_and_do_not_match_foreign_codes) {
-    for (int c = 1; c <= static_cast<int>(condition::connection_failed); ++c) {
+    for (int c = 1; c <= static_cast<int>(condition::bad_snapshot); ++c) {
         auto cond = make_error_condition(static_cast<condition>(c));
         BOOST_TEST(cond.message().find("unknown") == std::string::npos);
         BOOST_TEST((errc::make_error_code(errc::io_error) != cond));
         BOOST_TEST((error_code() != cond));
     }
+}
+
+BOOST_AUTO_TEST_CASE(bad_snapshot_matches_every_snapshot_code) {
+    BOOST_TEST(count_matching(condition::bad_snapshot) == 7u);
+    BOOST_TEST((error_code(snapshot_errc::corrupt_memory) == condition::bad_snapshot));
+    BOOST_TEST((error_code(snapshot_errc::corrupt_memory) != condition::not_found));
 }

@@ -101,6 +101,17 @@ enum class vsock_errc {
     link_broken,             ///< the serial line carrying vsock packets lost framing: every connection is reset
 };
 
+/// Snapshots: capturing, storing, loading and restoring them ("mimobox.snapshot").
+enum class snapshot_errc {
+    not_a_snapshot = 1,          ///< the state does not start with the snapshot magic
+    unsupported_format_version,  ///< written by a format this build does not read
+    truncated,                   ///< the state or the memory file ends early
+    corrupt_state,               ///< the state's hash, lengths or fields do not check out
+    corrupt_memory,              ///< a memory chunk's hash differs from the state's record of it
+    shape_mismatch,              ///< vCPU count or memory size differ from what the restore asks
+    cpu_mismatch,                ///< another CPU vendor, or CPUID features the guest saw are missing here
+};
+
 /// Kinds of failure that cut across the domains. A condition compares equal to every error
 /// code listed for it; codes of other libraries that mean the same are noted.
 enum class condition {
@@ -120,6 +131,7 @@ enum class condition {
     agent_failed,       ///< the guest agent hung up, broke the protocol or could not start the operation:
                         ///< sandbox_errc::agent_disconnected, agent_protocol, agent_error
     connection_failed,  ///< a vsock connection refused, reset, closed or lost (every vsock_errc)
+    bad_snapshot,       ///< a snapshot that is damaged, of another format, or for another VM shape or CPU
 };
 
 
@@ -140,6 +152,9 @@ inline boost::system::error_code make_error_code(guest_file_errc e) noexcept { r
 
 const boost::system::error_category& vsock_category() noexcept;
 inline boost::system::error_code make_error_code(vsock_errc e) noexcept { return {static_cast<int>(e), vsock_category()}; }
+
+const boost::system::error_category& snapshot_category() noexcept;
+inline boost::system::error_code make_error_code(snapshot_errc e) noexcept { return {static_cast<int>(e), snapshot_category()}; }
 
 const boost::system::error_category& condition_category() noexcept;
 inline boost::system::error_condition make_error_condition(condition c) noexcept {
@@ -170,5 +185,7 @@ struct boost::system::is_error_code_enum<mimobox::vm::guest_file_errc> : std::tr
 template <>
 struct boost::system::is_error_code_enum<mimobox::vm::vsock_errc> : std::true_type {};
 
+template <>
+struct boost::system::is_error_code_enum<mimobox::vm::snapshot_errc> : std::true_type {};
 template <>
 struct boost::system::is_error_condition_enum<mimobox::vm::condition> : std::true_type {};
