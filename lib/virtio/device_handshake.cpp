@@ -57,6 +57,12 @@ bool device_handshake::write_status(std::uint32_t v) {
     }
     if ((added & status::driver_ok) && !active_) {
         if (!(v & status::features_ok)) return true;
+        // A device that needs a reset stays inactive until the driver resets it. Found by
+        // fuzzing: DRIVER_OK written after the device failed activated it again.
+        if (status_ & status::device_needs_reset) {
+            status_ = v;
+            return true;
+        }
         std::vector<split_queue> ready;
         for (const auto& q : queues_) {
             if (!q.ready) break;

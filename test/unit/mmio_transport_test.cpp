@@ -228,6 +228,22 @@ BOOST_AUTO_TEST_CASE(the_driver_cannot_set_device_needs_reset_itself) {
     BOOST_TEST(!t->active());
 }
 
+// Found by fuzzing: a device that failed before DRIVER_OK was activated by it.
+BOOST_AUTO_TEST_CASE(a_failed_device_stays_inactive_when_the_driver_sets_driver_ok) {
+    negotiate();
+    setup_queue(0, 8, 0x1000);
+    setup_queue(1, 4, 0x3000);
+    t->fail_device();  // the device reports a broken driver before DRIVER_OK
+    BOOST_REQUIRE((rd(0x70) & st::device_needs_reset) != 0u);
+    wr(0x70, st::acknowledge | st::driver | st::features_ok | st::driver_ok);
+    BOOST_TEST(!t->active());
+    BOOST_TEST(dev.activations == 0);
+    BOOST_TEST((rd(0x70) & st::device_needs_reset) != 0u);
+    wr(0x70, 0);  // a reset clears it; the device can come up again
+    bring_up();
+    BOOST_TEST(t->active());
+}
+
 BOOST_AUTO_TEST_CASE(a_driver_that_sets_failed_stops_the_device) {
     const std::uint32_t up = bring_up();
     wr(0x70, up | st::failed);
