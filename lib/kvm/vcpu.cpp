@@ -89,6 +89,28 @@ error_code vcpu::set_msrs(std::span<const kvm_msr_entry> entries) {
     return {};
 }
 
+result<kvm_xsave> vcpu::get_xsave() const noexcept { return get_state<kvm_xsave>(fd(), KVM_GET_XSAVE); }
+error_code vcpu::set_xsave(const kvm_xsave& xsave) noexcept { return as_error(checked_ioctl(fd(), KVM_SET_XSAVE, &xsave)); }
+result<kvm_xcrs> vcpu::get_xcrs() const noexcept { return get_state<kvm_xcrs>(fd(), KVM_GET_XCRS); }
+error_code vcpu::set_xcrs(const kvm_xcrs& xcrs) noexcept { return as_error(checked_ioctl(fd(), KVM_SET_XCRS, &xcrs)); }
+result<kvm_debugregs> vcpu::get_debugregs() const noexcept { return get_state<kvm_debugregs>(fd(), KVM_GET_DEBUGREGS); }
+error_code vcpu::set_debugregs(const kvm_debugregs& regs) noexcept {
+    return as_error(checked_ioctl(fd(), KVM_SET_DEBUGREGS, &regs));
+}
+result<kvm_vcpu_events> vcpu::get_vcpu_events() const noexcept { return get_state<kvm_vcpu_events>(fd(), KVM_GET_VCPU_EVENTS); }
+error_code vcpu::set_vcpu_events(const kvm_vcpu_events& events) noexcept {
+    return as_error(checked_ioctl(fd(), KVM_SET_VCPU_EVENTS, &events));
+}
+result<std::uint32_t> vcpu::get_tsc_khz() const noexcept {
+    auto r = checked_ioctl(fd(), KVM_GET_TSC_KHZ, 0);
+    if (!r) return r.error();
+    return static_cast<std::uint32_t>(*r);
+}
+error_code vcpu::set_tsc_khz(std::uint32_t khz) noexcept {
+    return as_error(checked_ioctl(fd(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)));
+}
+error_code vcpu::kvmclock_ctrl() noexcept { return as_error(checked_ioctl(fd(), KVM_KVMCLOCK_CTRL, 0)); }
+
 result<std::size_t> vcpu::get_msrs(std::span<kvm_msr_entry> entries) const {
     auto buf = msr_buffer(entries);
     auto r = checked_ioctl(fd(), KVM_GET_MSRS, buf.data());

@@ -46,6 +46,22 @@ public:
     /// KVM_GET_MSRS into `entries` (indices filled in by the caller); returns how many were read.
     result<std::size_t> get_msrs(std::span<kvm_msr_entry> entries) const;
 
+    // ---- the rest of a vCPU's state, for snapshots (kvm-reference.md §6 gives the order)
+    result<kvm_xsave> get_xsave() const noexcept;
+    error_code set_xsave(const kvm_xsave& xsave) noexcept;
+    result<kvm_xcrs> get_xcrs() const noexcept;
+    error_code set_xcrs(const kvm_xcrs& xcrs) noexcept;
+    result<kvm_debugregs> get_debugregs() const noexcept;
+    error_code set_debugregs(const kvm_debugregs& regs) noexcept;
+    result<kvm_vcpu_events> get_vcpu_events() const noexcept;
+    error_code set_vcpu_events(const kvm_vcpu_events& events) noexcept;
+    /// KVM_GET_TSC_KHZ: the guest TSC's frequency.
+    result<std::uint32_t> get_tsc_khz() const noexcept;
+    error_code set_tsc_khz(std::uint32_t khz) noexcept;
+    /// KVM_KVMCLOCK_CTRL: tells the guest's kvmclock the vCPU was paused (no soft lockup
+    /// report for the time it was stopped). EINVAL when the guest has no kvmclock.
+    error_code kvmclock_ctrl() noexcept;
+
 private:
     unique_fd fd_;
     kvm_run* run_ = nullptr;

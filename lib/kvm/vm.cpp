@@ -37,6 +37,26 @@ error_code vm::create_pit2() noexcept {
     return as_error(checked_ioctl(fd(), KVM_CREATE_PIT2, &config));
 }
 
+result<kvm_irqchip> vm::get_irqchip(std::uint32_t chip_id) const noexcept {
+    kvm_irqchip chip{};
+    chip.chip_id = chip_id;
+    if (auto r = checked_ioctl(fd(), KVM_GET_IRQCHIP, &chip); !r) return r.error();
+    return chip;
+}
+error_code vm::set_irqchip(const kvm_irqchip& chip) noexcept { return as_error(checked_ioctl(fd(), KVM_SET_IRQCHIP, &chip)); }
+result<kvm_pit_state2> vm::get_pit2() const noexcept {
+    kvm_pit_state2 pit{};
+    if (auto r = checked_ioctl(fd(), KVM_GET_PIT2, &pit); !r) return r.error();
+    return pit;
+}
+error_code vm::set_pit2(const kvm_pit_state2& pit) noexcept { return as_error(checked_ioctl(fd(), KVM_SET_PIT2, &pit)); }
+result<kvm_clock_data> vm::get_clock() const noexcept {
+    kvm_clock_data clock{};
+    if (auto r = checked_ioctl(fd(), KVM_GET_CLOCK, &clock); !r) return r.error();
+    return clock;
+}
+error_code vm::set_clock(const kvm_clock_data& clock) noexcept { return as_error(checked_ioctl(fd(), KVM_SET_CLOCK, &clock)); }
+
 error_code vm::irq_line(std::uint32_t gsi, bool level) noexcept {
     kvm_irq_level irq{};
     irq.irq = gsi;

@@ -25,6 +25,15 @@ public:
     error_code set_identity_map_addr(std::uint64_t addr) noexcept;
     error_code create_irqchip() noexcept;
     error_code create_pit2() noexcept;
+    // ---- VM-wide state, for snapshots
+    /// KVM_GET_IRQCHIP: chip 0 and 1 are the PICs, 2 the IOAPIC.
+    result<kvm_irqchip> get_irqchip(std::uint32_t chip_id) const noexcept;
+    error_code set_irqchip(const kvm_irqchip& chip) noexcept;
+    result<kvm_pit_state2> get_pit2() const noexcept;
+    error_code set_pit2(const kvm_pit_state2& pit) noexcept;
+    /// KVM_GET_CLOCK: kvmclock's time base.
+    result<kvm_clock_data> get_clock() const noexcept;
+    error_code set_clock(const kvm_clock_data& clock) noexcept;
     error_code irq_line(std::uint32_t gsi, bool level) noexcept;
     /// KVM_IOEVENTFD on an MMIO address with a 4-byte datamatch (virtio QueueNotify).
     error_code assign_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t len, std::uint64_t datamatch) noexcept;
