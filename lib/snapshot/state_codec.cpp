@@ -106,8 +106,10 @@ boost::system::result<snapshot_metadata> metadata_from_json(std::string_view tex
         }
         m.cpuid.push_back({f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
     }
+    // Each chunk: 64 hex digits, or empty for a chunk that is all hole (memory_image.hpp).
     for (const auto& h : m.memory_chunk_sha256)
-        if (h.size() != 2 * hash_bytes) return snapshot_errc::corrupt_state;
+        if (!h.empty() && (h.size() != 2 * hash_bytes || h.find_first_not_of("0123456789abcdef") != std::string::npos))
+            return snapshot_errc::corrupt_state;
     return m;
 }
 

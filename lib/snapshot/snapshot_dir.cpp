@@ -1,0 +1,130 @@
+#include "snapshot/snapshot_dir.hpp"
+
+#include "mimobox/vm/error.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+#include <utility>
+
+namespace mimobox::snapshot {
+
+using boost::system::error_code;
+namespace fs = std::filesystem;
+
+namespace {
+
+error_code last_error() { return {errno, boost::system::system_category()}; }
+
+struct fd_guard {
+    int fd = -1;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+error_code sync_path(const fs::path& p, int flags) {
+    fd_guard f{::open(p.c_str(), flags | O_CLOEXEC)};
+    if (f.fd < 0) return last_error();
+    return ::fsync(f.fd) == 0 ? error_code{} : last_error();
+}
+
+error_code write_file(const fs::path& p, std::span<const std::uint8_t> bytes) {
+    fd_guard f{::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
+    if (f.fd < 0) return last_error();
+    for (std::size_t done = 0; done < bytes.size();) {
+        const ssize_t w = ::write(f.fd, bytes.data() + done, bytes.size() - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return last_error();
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    return ::fsync(f.fd) == 0 ? error_code{} : last_error();
+}
+
+}  // namespace
+
+boost::system::result<state_blob> write_snapshot_dir(const fs::path& dir, state_blob blob, std::span<const std::uint8_t> memory) {
+    std::error_code fs_ec;
+    if (fs::exists(dir, fs_ec)) return error_code(EEXIST, boost::system::system_category());
+    const fs::path tmp = dir.string() + ".tmp-" + std::to_string(std::random_device{}());
+    if (::mkdir(tmp.c_str(), 0700) != 0) return last_error();
+    struct remove_on_failure {
+        const fs::path& tmp;
+        bool done = false;
+        ~remove_on_failure() {
+            std::error_code ignored;
+            if (!done) fs::remove_all(tmp, ignored);
+        }
+    } cleanup{tmp};
+
+    fd_guard mem{::open((tmp / "memory").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
+    if (mem.fd < 0) return last_error();
+    auto image = write_memory_image(mem.fd, memory);
+    if (!image) return image.error();
+    if (::fsync(mem.fd) != 0) return last_error();
+    blob.metadata.memory_bytes = image->size;
+    blob.metadata.memory_chunk_bytes = image->chunk_bytes;
+    blob.metadata.memory_chunk_sha256 = std::move(image->chunk_sha256);
+    if (auto ec = write_file(tmp / "state", to_bytes(blob))) return ec;
+    if (auto ec = sync_path(tmp, O_RDONLY | O_DIRECTORY)) return ec;
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) return last_error();
+    cleanup.done = true;
+    const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+    if (auto ec = sync_path(parent, O_RDONLY | O_DIRECTORY)) return ec;
+    return blob;
+}
+
+loaded_snapshot::loaded_snapshot(loaded_snapshot&& other) noexcept
+    : state(std::move(other.state)), memory_fd(std::exchange(other.memory_fd, -1)) {}
+
+loaded_snapshot& loaded_snapshot::operator=(loaded_snapshot&& other) noexcept {
+    if (this != &other) {
+        if (memory_fd >= 0) ::close(memory_fd);
+        state = std::move(other.state);
+        memory_fd = std::exchange(other.memory_fd, -1);
+    }
+    return *this;
+}
+
+loaded_snapshot::~loaded_snapshot() {
+    if (memory_fd >= 0) ::close(memory_fd);
+}
+
+boost::system::result<loaded_snapshot> open_snapshot_dir(const fs::path& dir) {
+    fd_guard st{::open((dir / "state").c_str(), O_RDONLY | O_CLOEXEC)};
+    if (st.fd < 0) return last_error();
+    struct stat info {};
+    if (::fstat(st.fd, &info) != 0) return last_error();
+    // The state is small; a file claiming more than the format allows is not read at all.
+    const auto limit = magic.size() + 8 + max_metadata_bytes + 8 + max_body_bytes + 32;
+    if (static_cast<std::uint64_t>(info.st_size) > limit) return vm::snapshot_errc::corrupt_state;
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(info.st_size));
+    for (std::size_t done = 0; done < bytes.size();) {
+        const ssize_t r = ::pread(st.fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return last_error();
+        }
+        if (r == 0) return vm::snapshot_errc::truncated;
+        done += static_cast<std::size_t>(r);
+    }
+    auto blob = from_bytes(bytes);
+    if (!blob) return blob.error();
+    loaded_snapshot out;
+    out.memory_fd = ::open((dir / "memory").c_str(), O_RDONLY | O_CLOEXEC);
+    if (out.memory_fd < 0) return last_error();
+    memory_image image;
+    image.size = blob->metadata.memory_bytes;
+    image.chunk_bytes = blob->metadata.memory_chunk_bytes;
+    image.chunk_sha256 = blob->metadata.memory_chunk_sha256;
+    if (auto ec = verify_memory_image(out.memory_fd, image)) return ec;
+    out.state = std::move(*blob);
+    return out;
+}
+
+}  // namespace mimobox::snapshot
