@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/random.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,6 +36,22 @@ int seed_rng_ioctl(const std::string& entropy) {
     return rc;
 }
 
+// The entropy just added reaches the CRNG now rather than at its next scheduled reseed.
+int reseed_crng() {
+    const int fd = ::open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    const int rc = ::ioctl(fd, RNDRESEEDCRNG);
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    return rc;
+}
+
+int set_realtime(std::int64_t ns) {
+    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    return ::clock_settime(CLOCK_REALTIME, &ts);
+}
+
 }  // namespace
 
 void serve_connection(int conn, const guest_system& sys) {
@@ -54,6 +71,9 @@ void serve_connection(int conn, const guest_system& sys) {
     if (std::holds_alternative<ping_request>(*rq)) return (void)send_answer(conn, pong_response{agent_version});
     if (auto* i = std::get_if<init_request>(&*rq)) {
         if (sys.seed_rng(i->entropy) != 0) return (void)send_answer(conn, errno_response(errno));
+        if (i->force_reseed && sys.reseed_rng && sys.reseed_rng() != 0) return (void)send_answer(conn, errno_response(errno));
+        if (i->wall_clock_ns != 0 && sys.set_wall_clock && sys.set_wall_clock(i->wall_clock_ns) != 0)
+            return (void)send_answer(conn, errno_response(errno));
         if (!i->hostname.empty() && sys.set_hostname(i->hostname) != 0)
             return (void)send_answer(conn, errno_response(errno));
         return (void)send_answer(conn, ok_response{});
@@ -65,9 +85,9 @@ void serve_connection(int conn, const guest_system& sys) {
 
 
 const guest_system& guest_system::real() {
-    static const guest_system sys{seed_rng_ioctl, [](const std::string& name) {
-                                      return ::sethostname(name.data(), name.size());
-                                  }};
+    static const guest_system sys{seed_rng_ioctl,
+                                  [](const std::string& name) { return ::sethostname(name.data(), name.size()); },
+                                  reseed_crng, set_realtime};
     return sys;
 }
 

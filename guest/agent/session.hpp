@@ -3,6 +3,7 @@
 // a socket pair, so the sandbox layer is tested against the real agent without a VM.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -15,7 +16,9 @@ inline constexpr const char* agent_version = "0.2.0";
 struct guest_system {
     std::function<int(const std::string& entropy)> seed_rng;         ///< 0 or -1 with errno
     std::function<int(const std::string& hostname)> set_hostname;   ///< 0 or -1 with errno
-    /// RNDADDENTROPY on /dev/urandom and sethostname(2).
+    std::function<int()> reseed_rng;                                 ///< 0 or -1 with errno; may be empty
+    std::function<int(std::int64_t ns)> set_wall_clock;              ///< 0 or -1 with errno; may be empty
+    /// RNDADDENTROPY on /dev/urandom, sethostname(2), RNDRESEEDCRNG, clock_settime(CLOCK_REALTIME).
     static const guest_system& real();
 };
 

@@ -148,6 +148,8 @@ json::value to_json(const request& r) {
         o["op"] = "init";
         o["entropy"] = bytes_to_json(i->entropy);
         o["hostname"] = bytes_to_json(i->hostname);
+        if (i->wall_clock_ns != 0) o["wall_clock_ns"] = i->wall_clock_ns;
+        if (i->force_reseed) o["reseed"] = true;
     } else if (auto* f = std::get_if<file_request>(&r)) {
         return file_request_to_json(*f);
     } else {
@@ -224,7 +226,18 @@ boost::system::result<request> request_from_json(const json::value& v) {
         auto e = bytes_from_json(*entropy);
         auto h = bytes_from_json(*hostname);
         if (!e || !h || e->size() > 512 || h->size() > 64) return agent_errc::malformed_message;
-        return request{init_request{std::move(*e), std::move(*h)}};
+        init_request init;
+        init.entropy = std::move(*e);
+        init.hostname = std::move(*h);
+        if (auto* clock = o->if_contains("wall_clock_ns")) {
+            if (!clock->is_int64() || clock->get_int64() <= 0) return agent_errc::malformed_message;
+            init.wall_clock_ns = clock->get_int64();
+        }
+        if (auto* reseed = o->if_contains("reseed")) {
+            if (!reseed->is_bool()) return agent_errc::malformed_message;
+            init.force_reseed = reseed->get_bool();
+        }
+        return request{std::move(init)};
     }
     if (op->get_string() != "exec") return agent_errc::malformed_message;
 

@@ -44,6 +44,13 @@ struct kill_request {};  ///< mid-exec: kill the process group
 struct init_request {
     std::string entropy;   ///< mixed into the guest's RNG (credited), up to 512 bytes
     std::string hostname;  ///< set when not empty; at most 64 bytes
+    /// The host's CLOCK_REALTIME in ns since the epoch, set as the guest's when not 0: a guest
+    /// has no RTC, and one restored from a snapshot resumes at the capture's time.
+    std::int64_t wall_clock_ns = 0;
+    /// After mixing in the entropy, make the kernel reseed its CRNG from it now
+    /// (RNDRESEEDCRNG): VMs restored from one snapshot start with the same CRNG state, and
+    /// without this would produce the same bytes until the next scheduled reseed.
+    bool force_reseed = false;
 };
 /// File operations. Paths are absolute guest paths (resolved by the guest: symlinks and `..`
 /// mean what they mean inside the guest).

@@ -99,6 +99,7 @@ constexpr error_row snapshot_rows[] = {
     {static_cast<int>(snapshot_errc::corrupt_memory), "snapshot memory does not match its recorded hash", as_int(condition::bad_snapshot)},
     {static_cast<int>(snapshot_errc::shape_mismatch), "snapshot is for another vCPU count or memory size", as_int(condition::bad_snapshot)},
     {static_cast<int>(snapshot_errc::cpu_mismatch), "snapshot was taken on an incompatible CPU", as_int(condition::bad_snapshot)},
+    {static_cast<int>(snapshot_errc::unsupported_vm), "this VM's devices cannot be snapshotted (vsock over the serial line)", as_int(condition::invalid_config)},
 };
 
 class condition_category_impl final : public boost::system::error_category {

@@ -43,4 +43,19 @@ void i8042::write(std::uint64_t offset, std::span<const std::uint8_t> data) {
     }
 }
 
+void i8042::save(snapshot::state_writer& out) const {
+    out.u8(command_byte_);
+    out.boolean(expect_command_byte_);
+    out.boolean(output_full_);
+    out.u8(output_);
+}
+
+boost::system::error_code i8042::restore(snapshot::state_reader& in) {
+    command_byte_ = in.u8();
+    expect_command_byte_ = in.boolean();
+    output_full_ = in.boolean();
+    output_ = in.u8();
+    return in.error();
+}
+
 }  // namespace mimobox::devices

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "devices/bus_device.hpp"
+#include "snapshot/state_codec.hpp"
 
 #include <functional>
 
@@ -15,6 +16,9 @@ public:
 
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+    void save(snapshot::state_writer& out) const;
+    boost::system::error_code restore(snapshot::state_reader& in);
 
 private:
     std::function<void()> on_reset_;

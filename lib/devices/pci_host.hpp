@@ -10,6 +10,7 @@
 
 #include "devices/bus_device.hpp"
 #include "devices/pci_function.hpp"
+#include "snapshot/state_codec.hpp"
 
 #include <array>
 #include <atomic>
@@ -29,6 +30,13 @@ public:
 
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, std::span<const std::uint8_t> data) override;
+
+    /// The address latch (the functions save their own state).
+    void save(snapshot::state_writer& out) const { out.u32(address_.load()); }
+    boost::system::error_code restore(snapshot::state_reader& in) {
+        address_.store(in.u32());
+        return in.error();
+    }
 
 private:
     class host_bridge final : public pci_function {

@@ -111,4 +111,23 @@ void serial::update_interrupt() {
     if (((ier_ & ier_rda) && input_visible()) || ((ier_ & ier_thre) && thre_pending_)) irq_.trigger();
 }
 
+void serial::save(snapshot::state_writer& out) const {
+    for (std::uint8_t r : {ier_, lcr_, mcr_, scr_, dll_, dlh_}) out.u8(r);
+    out.boolean(thre_pending_);
+    out.u64(bytes_read_);
+    const std::vector<std::uint8_t> queued(input_.begin(), input_.end());
+    out.bytes(queued);
+}
+
+boost::system::error_code serial::restore(snapshot::state_reader& in) {
+    for (std::uint8_t* r : {&ier_, &lcr_, &mcr_, &scr_, &dll_, &dlh_}) *r = in.u8();
+    thre_pending_ = in.boolean();
+    bytes_read_ = in.u64();
+    auto queued = in.bytes(input_capacity);
+    if (in.failed()) return in.error();
+    input_.assign(queued.begin(), queued.end());
+    update_interrupt();
+    return {};
+}
+
 }  // namespace mimobox::devices

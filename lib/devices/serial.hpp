@@ -7,6 +7,7 @@
 
 #include "devices/bus_device.hpp"
 #include "devices/interrupt_line.hpp"
+#include "snapshot/state_codec.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -39,6 +40,10 @@ public:
     void reraise_interrupt() { update_interrupt(); }
     /// Register state for stall diagnostics.
     std::string describe() const;
+    /// Registers and queued input, for a snapshot; restore() refuses more input than the
+    /// queue holds (corrupt_state) and raises whatever interrupt the registers say is due.
+    void save(snapshot::state_writer& out) const;
+    boost::system::error_code restore(snapshot::state_reader& in);
     /// Called when the guest has read the last queued byte, so the owner can queue more.
     void on_input_drained(std::function<void()> cb) { input_drained_ = std::move(cb); }
 

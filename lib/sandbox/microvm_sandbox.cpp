@@ -34,6 +34,8 @@ agent::request init_request_for(const sandbox_config& config) {
     agent::init_request init;
     init.entropy = host_entropy(config.rng_seed_bytes);
     init.hostname = config.hostname;
+    init.wall_clock_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    init.force_reseed = true;
     return init;
 }
 
@@ -110,6 +112,20 @@ asio::awaitable<std::tuple<error_code, microvm_sandbox>> create(microvm_sandbox 
     co_return std::tuple{error_code{}, std::move(sb)};
 }
 
+// Pause, capture, resume: the sandbox goes on whatever the capture's outcome.
+asio::awaitable<std::tuple<error_code, microvm_snapshot>> take_snapshot(std::shared_ptr<sandbox_state> st) {
+    if (auto ec = st->check_ready()) co_return std::tuple{ec, microvm_snapshot()};
+    kvm_backend* backend = st->vm->backend();
+    if (!backend) co_return std::tuple{error_code(boost::system::errc::make_error_code(boost::system::errc::operation_not_supported)), microvm_snapshot()};
+    auto [pec] = co_await backend->async_pause(use_tuple);
+    if (pec) co_return std::tuple{pec, microvm_snapshot()};
+    auto [sec, snap] = co_await backend->async_snapshot(use_tuple);
+    auto [rec] = co_await backend->async_resume(use_tuple);
+    if (sec) co_return std::tuple{sec, microvm_snapshot()};
+    if (rec) co_return std::tuple{rec, microvm_snapshot()};
+    co_return std::tuple{error_code{}, std::move(snap)};
+}
+
 asio::awaitable<std::tuple<error_code, exec_stream>> start_stream(std::shared_ptr<sandbox_state> st, agent::exec_request rq) {
     auto [ec, es] = co_await open_exec(st, std::move(rq));
     if (ec) co_return std::tuple{ec, exec_stream()};
@@ -166,6 +182,16 @@ void microvm_sandbox::initiate_create(executor_type ex, microvm_config vm, sandb
     microvm_sandbox sb(std::move(ex), std::move(vm), std::move(config));
     auto st = sb.state_;
     detail::spawn_operation(st, detail::terminal_or_partial, detail::create(std::move(sb)), std::move(h));
+}
+
+void microvm_sandbox::initiate_restore(executor_type ex, microvm_snapshot snapshot, sandbox_config config, handler<microvm_sandbox> h) {
+    microvm_sandbox sb(std::make_shared<detail::sandbox_state>(std::move(ex), std::move(snapshot), std::move(config)));
+    auto st = sb.state_;
+    detail::spawn_operation(st, detail::terminal_or_partial, detail::create(std::move(sb)), std::move(h));
+}
+
+void microvm_sandbox::initiate_snapshot(handler<microvm_snapshot> h) {
+    detail::spawn_operation(state_, detail::not_cancellable, detail::take_snapshot(state_), std::move(h));
 }
 
 void microvm_sandbox::initiate_start(handler<> h) { detail::spawn_operation(state_, detail::terminal_or_partial, detail::start(state_), std::move(h)); }

@@ -35,6 +35,20 @@ microvm_config with_agent_link(microvm_config vm, const sandbox_config& cfg) {
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
     : sandbox_state(std::make_unique<kvm_sandbox_vm>(std::move(executor), with_agent_link(std::move(vm), cfg)), std::move(cfg)) {}
 
+namespace {
+microvm_config shape_of(const microvm_snapshot& snapshot) {
+    microvm_config vm;
+    vm.vcpu_count = snapshot.vcpu_count();
+    vm.memory_mib = snapshot.memory_mib();
+    vm.vsock = snapshot.vsock();
+    return vm;
+}
+}  // namespace
+
+sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_snapshot snapshot, sandbox_config cfg)
+    : sandbox_state(std::make_unique<kvm_sandbox_vm>(std::move(executor), with_agent_link(shape_of(snapshot), cfg), snapshot),
+                    std::move(cfg)) {}
+
 sandbox_state::sandbox_state(std::unique_ptr<sandbox_vm> v, sandbox_config cfg)
     : vm(std::move(v)), strand(vm->get_executor()), config(std::move(cfg)) {}
 

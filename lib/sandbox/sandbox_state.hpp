@@ -36,6 +36,8 @@ class sandbox_state : public std::enable_shared_from_this<sandbox_state> {
 public:
     /// A KVM microVM for `vm`, with the agent link `config` asks for.
     sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config config);
+    /// A sandbox whose VM is restored from `snapshot` (its shape taken from the snapshot).
+    sandbox_state(asio::any_io_executor executor, microvm_snapshot snapshot, sandbox_config config);
     /// Any VM (unit tests: one whose agent runs in the test process).
     sandbox_state(std::unique_ptr<sandbox_vm> vm, sandbox_config config);
 

@@ -9,6 +9,8 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
 
+#include <optional>
+
 namespace mimobox::vm::detail {
 
 class sandbox_vm {
@@ -60,13 +62,19 @@ class kvm_sandbox_vm final : public sandbox_vm {
 public:
     kvm_sandbox_vm(boost::asio::any_io_executor executor, microvm_config config)
         : backend_(std::move(executor), std::move(config)) {}
+    /// A VM that is restored from `snapshot` where others boot.
+    kvm_sandbox_vm(boost::asio::any_io_executor executor, microvm_config config, microvm_snapshot snapshot)
+        : backend_(std::move(executor), std::move(config)), restore_from_(std::move(snapshot)) {}
 
     boost::asio::any_io_executor get_executor() const override { return backend_.get_executor(); }
     kvm_lifecycle state() const override { return backend_.state(); }
     kvm_backend* backend() noexcept override { return &backend_; }
 
 protected:
-    void boot(handler<> h) override { backend_.async_boot(std::move(h)); }
+    void boot(handler<> h) override {
+        if (restore_from_) return backend_.async_restore(*restore_from_, std::move(h));
+        backend_.async_boot(std::move(h));
+    }
     void stop(handler<> h) override { backend_.async_stop(std::move(h)); }
     void wait_stopped(handler<vm_stop_info> h) override { backend_.async_wait_stopped(std::move(h)); }
     void vsock_connect(std::uint32_t guest_port, handler<vsock_stream> h) override {
@@ -75,6 +83,7 @@ protected:
 
 private:
     kvm_backend backend_;
+    std::optional<microvm_snapshot> restore_from_;
 };
 
 }  // namespace mimobox::vm::detail

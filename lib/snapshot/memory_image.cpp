@@ -64,46 +64,77 @@ std::string hash_chunk(const std::uint8_t* p, std::size_t n) {
 }  // namespace
 
 boost::system::result<memory_image> write_memory_image(int fd, std::span<const std::uint8_t> memory, std::uint64_t chunk_bytes) {
-    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-    if (chunk_bytes == 0 || chunk_bytes % page != 0 || memory.size() % page != 0 ||
-        reinterpret_cast<std::uintptr_t>(memory.data()) % page != 0)
-        return error_code(EINVAL, boost::system::system_category());
-    const std::size_t pages = memory.size() / page;
-    std::vector<unsigned char> resident(pages);
-    if (pages > 0 && ::mincore(const_cast<std::uint8_t*>(memory.data()), memory.size(), resident.data()) != 0)
-        return last_error();
+    const memory_source one{memory, {}};
+    return write_memory_image(fd, std::span(&one, 1), chunk_bytes);
+}
 
+boost::system::result<memory_image> write_memory_image(int fd, std::span<const memory_source> regions, std::uint64_t chunk_bytes) {
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    if (chunk_bytes == 0 || chunk_bytes % page != 0) return error_code(EINVAL, boost::system::system_category());
     memory_image image;
-    image.size = memory.size();
     image.chunk_bytes = chunk_bytes;
-    const std::size_t pages_per_chunk = chunk_bytes / page;
-    for (std::size_t first = 0; first < pages; first += pages_per_chunk) {
-        const std::size_t last = std::min(pages, first + pages_per_chunk);
-        bool any_data = false;
-        // Runs of data pages go out in one write each.
-        std::size_t run_start = 0, run_len = 0;
-        auto flush = [&]() -> error_code {
-            if (run_len == 0) return {};
-            auto ec = write_all(fd, memory.data() + run_start * page, run_len * page, run_start * page);
-            image.data_bytes += run_len * page;
-            run_len = 0;
-            return ec;
-        };
-        for (std::size_t pg = first; pg < last; ++pg) {
-            const bool data = (resident[pg] & 1) && !all_zero(memory.data() + pg * page, page);
-            if (data) {
-                if (run_len == 0) run_start = pg;
-                ++run_len;
-                any_data = true;
-            } else if (auto ec = flush()) {
+    for (std::size_t r = 0; r < regions.size(); ++r) {
+        const auto memory = regions[r].bytes;
+        if (memory.size() % page != 0 || reinterpret_cast<std::uintptr_t>(memory.data()) % page != 0 ||
+            (r + 1 < regions.size() && memory.size() % chunk_bytes != 0))
+            return error_code(EINVAL, boost::system::system_category());
+        const std::uint64_t file_at = image.size;
+        const std::size_t pages = memory.size() / page;
+        std::vector<unsigned char> resident(pages);
+        if (pages > 0 && ::mincore(const_cast<std::uint8_t*>(memory.data()), memory.size(), resident.data()) != 0)
+            return last_error();
+        for (auto [first, last] : regions[r].file_backed)
+            for (std::uint64_t pg = first / page; pg < std::min<std::uint64_t>(pages, (last + page - 1) / page); ++pg) resident[pg] |= 1;
+        const std::size_t pages_per_chunk = chunk_bytes / page;
+        for (std::size_t first = 0; first < pages; first += pages_per_chunk) {
+            const std::size_t last = std::min(pages, first + pages_per_chunk);
+            bool any_data = false;
+            // Runs of data pages go out in one write each.
+            std::size_t run_start = 0, run_len = 0;
+            auto flush = [&]() -> error_code {
+                if (run_len == 0) return {};
+                auto ec = write_all(fd, memory.data() + run_start * page, run_len * page, file_at + run_start * page);
+                image.data_bytes += run_len * page;
+                run_len = 0;
                 return ec;
+            };
+            for (std::size_t pg = first; pg < last; ++pg) {
+                const bool data = (resident[pg] & 1) && !all_zero(memory.data() + pg * page, page);
+                if (data) {
+                    if (run_len == 0) run_start = pg;
+                    ++run_len;
+                    any_data = true;
+                } else if (auto ec = flush()) {
+                    return ec;
+                }
             }
+            if (auto ec = flush()) return ec;
+            image.chunk_sha256.push_back(any_data ? hash_chunk(memory.data() + first * page, (last - first) * page) : std::string());
         }
-        if (auto ec = flush()) return ec;
-        image.chunk_sha256.push_back(any_data ? hash_chunk(memory.data() + first * page, (last - first) * page) : std::string());
+        image.size += memory.size();
     }
-    if (::ftruncate(fd, static_cast<off_t>(memory.size())) != 0) return last_error();
+    if (::ftruncate(fd, static_cast<off_t>(image.size)) != 0) return last_error();
     return image;
+}
+
+boost::system::result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> data_ranges(int fd, std::uint64_t offset, std::uint64_t size) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    const std::uint64_t end = offset + size;
+    std::uint64_t at = offset;
+    while (at < end) {
+        const off_t data = ::lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) break;  // no data past `at`
+            return last_error();
+        }
+        if (static_cast<std::uint64_t>(data) >= end) break;
+        off_t hole = ::lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) return last_error();
+        const std::uint64_t stop = std::min<std::uint64_t>(static_cast<std::uint64_t>(hole), end);
+        out.emplace_back(static_cast<std::uint64_t>(data) - offset, stop - offset);
+        at = stop;
+    }
+    return out;
 }
 
 boost::system::error_code verify_memory_image(int fd, const memory_image& image) {

@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <vector>
+#include <utility>
 
 namespace mimobox::snapshot {
 
@@ -30,6 +31,24 @@ inline constexpr std::uint64_t default_chunk_bytes = 2u << 20;
 /// system's (disk full, I/O error).
 boost::system::result<memory_image> write_memory_image(int fd, std::span<const std::uint8_t> memory,
                                                        std::uint64_t chunk_bytes = default_chunk_bytes);
+
+/// One guest RAM region as a source for the memory file. `file_backed` lists byte ranges
+/// [first, second) of the region that may hold data though mincore calls them absent: a region
+/// mapped from an earlier snapshot's file reads its data from the page cache, which may have
+/// dropped it (a restored VM's memory, captured again).
+struct memory_source {
+    std::span<const std::uint8_t> bytes;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> file_backed;
+};
+/// The regions one after another, in guest-physical order. Every region but the last must be
+/// a whole number of chunks (EINVAL), so chunks never straddle two.
+boost::system::result<memory_image> write_memory_image(int fd, std::span<const memory_source> regions,
+                                                       std::uint64_t chunk_bytes = default_chunk_bytes);
+
+/// The ranges of `fd` in [offset, offset + size) that hold data (SEEK_DATA/SEEK_HOLE),
+/// relative to `offset`.
+boost::system::result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> data_ranges(int fd, std::uint64_t offset,
+                                                                                       std::uint64_t size);
 
 /// Checks `fd` against `image`: its length, every data chunk's hash, and that every chunk
 /// recorded as a hole holds no data. snapshot_errc::truncated, corrupt_memory or corrupt_state

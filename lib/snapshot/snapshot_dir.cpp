@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <random>
 #include <utility>
 
@@ -48,7 +50,11 @@ error_code write_file(const fs::path& p, std::span<const std::uint8_t> bytes) {
 
 }  // namespace
 
-boost::system::result<state_blob> write_snapshot_dir(const fs::path& dir, state_blob blob, std::span<const std::uint8_t> memory) {
+namespace {
+
+// The directory protocol; `fill` writes the memory file (an empty file, synced afterwards) and
+// returns the blob to store.
+boost::system::result<state_blob> write_dir(const fs::path& dir, const std::function<boost::system::result<state_blob>(int)>& fill) {
     std::error_code fs_ec;
     if (fs::exists(dir, fs_ec)) return error_code(EEXIST, boost::system::system_category());
     const fs::path tmp = dir.string() + ".tmp-" + std::to_string(std::random_device{}());
@@ -64,19 +70,60 @@ boost::system::result<state_blob> write_snapshot_dir(const fs::path& dir, state_
 
     fd_guard mem{::open((tmp / "memory").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
     if (mem.fd < 0) return last_error();
-    auto image = write_memory_image(mem.fd, memory);
-    if (!image) return image.error();
+    auto blob = fill(mem.fd);
+    if (!blob) return blob.error();
     if (::fsync(mem.fd) != 0) return last_error();
-    blob.metadata.memory_bytes = image->size;
-    blob.metadata.memory_chunk_bytes = image->chunk_bytes;
-    blob.metadata.memory_chunk_sha256 = std::move(image->chunk_sha256);
-    if (auto ec = write_file(tmp / "state", to_bytes(blob))) return ec;
+    if (auto ec = write_file(tmp / "state", to_bytes(*blob))) return ec;
     if (auto ec = sync_path(tmp, O_RDONLY | O_DIRECTORY)) return ec;
     if (::rename(tmp.c_str(), dir.c_str()) != 0) return last_error();
     cleanup.done = true;
     const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
     if (auto ec = sync_path(parent, O_RDONLY | O_DIRECTORY)) return ec;
     return blob;
+}
+
+// Copies the data ranges of `from` into the empty `to` at the same offsets: the holes stay holes.
+error_code copy_sparse(int from, int to, std::uint64_t size) {
+    auto ranges = data_ranges(from, 0, size);
+    if (!ranges) return ranges.error();
+    std::vector<std::uint8_t> buf(1u << 20);
+    for (auto [first, last] : *ranges) {
+        for (std::uint64_t at = first; at < last;) {
+            const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), last - at));
+            const ssize_t r = ::pread(from, buf.data(), want, static_cast<off_t>(at));
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return last_error();
+            if (r == 0) return vm::snapshot_errc::truncated;
+            for (ssize_t done = 0; done < r;) {
+                const ssize_t w = ::pwrite(to, buf.data() + done, static_cast<std::size_t>(r - done), static_cast<off_t>(at + done));
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0) return last_error();
+                done += w;
+            }
+            at += static_cast<std::uint64_t>(r);
+        }
+    }
+    return ::ftruncate(to, static_cast<off_t>(size)) == 0 ? error_code{} : last_error();
+}
+
+}  // namespace
+
+boost::system::result<state_blob> write_snapshot_dir(const fs::path& dir, state_blob blob, std::span<const std::uint8_t> memory) {
+    return write_dir(dir, [&](int fd) -> boost::system::result<state_blob> {
+        auto image = write_memory_image(fd, memory);
+        if (!image) return image.error();
+        blob.metadata.memory_bytes = image->size;
+        blob.metadata.memory_chunk_bytes = image->chunk_bytes;
+        blob.metadata.memory_chunk_sha256 = std::move(image->chunk_sha256);
+        return std::move(blob);
+    });
+}
+
+boost::system::result<state_blob> write_snapshot_dir(const fs::path& dir, const state_blob& blob, int memory_fd) {
+    return write_dir(dir, [&](int fd) -> boost::system::result<state_blob> {
+        if (auto ec = copy_sparse(memory_fd, fd, blob.metadata.memory_bytes)) return ec;
+        return blob;
+    });
 }
 
 loaded_snapshot::loaded_snapshot(loaded_snapshot&& other) noexcept

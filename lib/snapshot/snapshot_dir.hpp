@@ -18,6 +18,10 @@ namespace mimobox::snapshot {
 boost::system::result<state_blob> write_snapshot_dir(const std::filesystem::path& dir, state_blob blob,
                                                      std::span<const std::uint8_t> memory);
 
+/// Writes a snapshot whose memory is already a file: `blob` (memory fields filled in) and a
+/// sparse copy of `memory_fd`'s first memory_bytes, holes kept.
+boost::system::result<state_blob> write_snapshot_dir(const std::filesystem::path& dir, const state_blob& blob, int memory_fd);
+
 /// A snapshot read back from disk and checked: the state's hash and fields, and the memory
 /// file's length and every data chunk. `memory_fd` is open read-only (the caller maps it).
 struct loaded_snapshot {

@@ -98,4 +98,73 @@ void device_handshake::offer_max_sizes() {
     for (std::size_t i = 0; i < queues_.size(); ++i) queues_[i].size = device_.queue_max_size(i);
 }
 
+void device_handshake::save(snapshot::state_writer& out) const {
+    out.u32(status_);
+    out.u64(driver_features_);
+    out.u32(queue_sel_);
+    out.u32(config_generation_);
+    out.boolean(active_);
+    out.u32(static_cast<std::uint32_t>(queues_.size()));
+    const auto positions = active_ ? device_.queue_positions() : decltype(device_.queue_positions()){};
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+        const auto& q = queues_[i];
+        out.u16(q.size);
+        out.boolean(q.ready);
+        out.u64(q.desc);
+        out.u64(q.driver);
+        out.u64(q.device);
+        out.u16(q.msix_vector);
+        out.u16(i < positions.size() ? positions[i].first : 0);
+        out.u16(i < positions.size() ? positions[i].second : 0);
+    }
+}
+
+boost::system::error_code device_handshake::restore(snapshot::state_reader& in) {
+    using vm::snapshot_errc;
+    const std::uint32_t status = in.u32();
+    const std::uint64_t features = in.u64();
+    const std::uint32_t queue_sel = in.u32();
+    const std::uint32_t generation = in.u32();
+    const bool active = in.boolean();
+    if (in.u32() != queues_.size()) return snapshot_errc::corrupt_state;
+    std::vector<queue_registers> queues(queues_.size());
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> positions(queues_.size());
+    for (std::size_t i = 0; i < queues.size(); ++i) {
+        auto& q = queues[i];
+        q.size = in.u16();
+        q.ready = in.boolean();
+        q.desc = in.u64();
+        q.driver = in.u64();
+        q.device = in.u64();
+        q.msix_vector = in.u16();
+        positions[i].first = in.u16();
+        positions[i].second = in.u16();
+        if (q.size > device_.queue_max_size(i)) return snapshot_errc::corrupt_state;
+    }
+    if (in.failed()) return in.error();
+    const std::uint64_t offered = device_.device_features() | feature_version_1;
+    if (active && (!(status & status::features_ok) || !(status & status::driver_ok) ||
+                   (status & (status::failed | status::device_needs_reset)) || (features & ~offered)))
+        return snapshot_errc::corrupt_state;
+    status_ = status;
+    driver_features_ = features;
+    queue_sel_ = queue_sel;
+    config_generation_ = generation;
+    queues_ = std::move(queues);
+    active_ = false;
+    if (!active) return {};
+    std::vector<split_queue> ready;
+    for (std::size_t i = 0; i < queues_.size(); ++i) {
+        const auto& q = queues_[i];
+        if (!q.ready || (q.size & (q.size - 1)) != 0) return snapshot_errc::corrupt_state;
+        auto made = split_queue::create(memory_, {q.size, q.desc, q.driver, q.device});
+        if (!made) return snapshot_errc::corrupt_state;
+        made->set_position(positions[i].first, positions[i].second);
+        ready.push_back(std::move(*made));
+    }
+    if (device_.activate(driver_features_, std::move(ready))) return snapshot_errc::corrupt_state;
+    active_ = true;
+    return {};
+}
+
 }  // namespace mimobox::virtio

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "memory/guest_memory.hpp"
+#include "snapshot/state_codec.hpp"
 #include "virtio/transport.hpp"
 #include "virtio/virtio_device.hpp"
 
@@ -60,6 +61,14 @@ public:
     /// Every queue's size reads as the device's maximum until the driver writes its own
     /// (virtio-pci's queue_size; virtio-mmio's QueueNum starts at 0 instead).
     void offer_max_sizes();
+
+    /// The registers and, while active, each queue's position (virtio_device::queue_positions).
+    void save(snapshot::state_writer& out) const;
+    /// Sets what save() wrote into a fresh handshake (guest memory mapped). An active device is
+    /// activated again on queues placed where they stood; nothing in the input is trusted: ring
+    /// addresses are checked as at DRIVER_OK, and a state no driver could have reached
+    /// (active without FEATURES_OK, a queue size above the maximum) is corrupt_state.
+    boost::system::error_code restore(snapshot::state_reader& in);
 
 private:
     virtio_device& device_;

@@ -128,4 +128,19 @@ void mmio_transport::fail_device() {
     raise_edge();
 }
 
+void mmio_transport::save(snapshot::state_writer& out) const {
+    out.u32(device_features_sel_);
+    out.u32(driver_features_sel_);
+    out.u32(interrupt_status());
+    handshake_.save(out);
+}
+
+boost::system::error_code mmio_transport::restore(snapshot::state_reader& in) {
+    device_features_sel_ = in.u32();
+    driver_features_sel_ = in.u32();
+    interrupt_status_.store(in.u32() & (interrupt_used_buffer | interrupt_config_change), std::memory_order_release);
+    if (in.failed()) return in.error();
+    return handshake_.restore(in);
+}
+
 }  // namespace mimobox::virtio

@@ -46,6 +46,11 @@ public:
     /// Clears the bits the driver acknowledges (InterruptACK). Safe from any thread.
     void acknowledge_interrupt(std::uint32_t bits) noexcept { interrupt_status_.fetch_and(~bits, std::memory_order_acq_rel); }
 
+    /// Snapshot state: feature selectors, interrupt status and the handshake (restore():
+    /// into a fresh transport whose guest memory is mapped).
+    void save(snapshot::state_writer& out) const;
+    boost::system::error_code restore(snapshot::state_reader& in);
+
     /// The guest reads InterruptStatus and writes InterruptACK on every interrupt. Both are one
     /// atomic, so any thread may serve them: a vCPU thread answers them itself instead of
     /// handing the exit to the VM's strand and waiting for it. Handles a 4-byte read of

@@ -265,4 +265,51 @@ void pci_transport::fail_device() {
     send_vector(config_vector_);
 }
 
+// ---- snapshots
+
+void pci_transport::save(snapshot::state_writer& out) const {
+    {
+        std::lock_guard lock(msix_mutex_);
+        out.u16(command_);
+        out.boolean(sizing_bar0_);
+        out.boolean(sizing_bar2_);
+        out.u16(msix_control_);
+        for (const auto& e : msix_table_) {
+            out.u32(e.address_low);
+            out.u32(e.address_high);
+            out.u32(e.data);
+            out.u32(e.control);
+        }
+        out.u64(msix_pending_);
+    }
+    out.u32(device_features_sel_);
+    out.u32(driver_features_sel_);
+    out.u16(config_vector_);
+    out.u8(isr_);
+    handshake_.save(out);
+}
+
+boost::system::error_code pci_transport::restore(snapshot::state_reader& in) {
+    {
+        std::lock_guard lock(msix_mutex_);
+        command_ = in.u16();
+        sizing_bar0_ = in.boolean();
+        sizing_bar2_ = in.boolean();
+        msix_control_ = in.u16() & (msix_enable | msix_function_mask);
+        for (auto& e : msix_table_) {
+            e.address_low = in.u32();
+            e.address_high = in.u32();
+            e.data = in.u32();
+            e.control = in.u32() & 1;
+        }
+        msix_pending_ = in.u64() & ((1ull << msix_vectors) - 1);
+    }
+    device_features_sel_ = in.u32();
+    driver_features_sel_ = in.u32();
+    config_vector_ = checked_vector(in.u16());
+    isr_ = in.u8() & (interrupt_used_buffer | interrupt_config_change);
+    if (in.failed()) return in.error();
+    return handshake_.restore(in);
+}
+
 }  // namespace mimobox::virtio

@@ -87,6 +87,18 @@ public:
         std::lock_guard lock(msix_mutex_);
         return msix_control_ & msix_enable;
     }
+    /// Snapshot state: configuration space (command, BAR sizing, MSI-X control, table and
+    /// pending bits), the common configuration and the handshake. restore() is for a fresh
+    /// transport whose guest memory is mapped; a pending vector is delivered once the
+    /// restored VM runs (deliver_pending after start).
+    void save(snapshot::state_writer& out) const;
+    boost::system::error_code restore(snapshot::state_reader& in);
+    /// Sends the vectors that were pending (masked) when the state was saved and are not masked now.
+    void deliver_pending() {
+        std::lock_guard lock(msix_mutex_);
+        deliver_pending_locked();
+    }
+
     /// For stall diagnostics: MSI messages sent, and those held back by a mask (pending).
     std::uint64_t messages_sent() const noexcept { return messages_sent_.load(std::memory_order_relaxed); }
     std::uint64_t messages_held() const noexcept { return messages_held_.load(std::memory_order_relaxed); }

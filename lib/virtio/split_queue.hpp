@@ -63,6 +63,12 @@ public:
     std::size_t in_flight() const noexcept { return in_flight_; }
     const queue_layout& layout() const noexcept { return layout_; }
     std::uint16_t next_avail() const noexcept { return next_avail_; }
+    /// Puts a fresh queue where a snapshotted one stood (nothing in flight: devices hold no
+    /// chain between calls). Any pair is safe: pop() checks the driver's index against it.
+    void set_position(std::uint16_t next_avail, std::uint16_t next_used) noexcept {
+        next_avail_ = next_avail;
+        next_used_ = next_used;
+    }
     std::uint16_t next_used() const noexcept { return next_used_; }
     /// The driver's avail index as it is in guest memory now (diagnostics).
     std::uint16_t driver_avail_index() const { return load_u16(layout_.driver + 2); }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace mimobox::virtio {
@@ -27,6 +28,11 @@ public:
     virtual void notify(std::size_t queue) = 0;
     /// Status written 0: drop all queue state; the device returns to its initial state.
     virtual void reset() = 0;
+
+    /// Where each queue stands, for a snapshot: (next_avail, next_used) per queue while the
+    /// device is active, empty otherwise. Devices hold no chain between calls on their strand,
+    /// so these two indices are a queue's whole device-side state.
+    virtual std::vector<std::pair<std::uint16_t, std::uint16_t>> queue_positions() const { return {}; }
 };
 
 }  // namespace mimobox::virtio

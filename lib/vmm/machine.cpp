@@ -47,12 +47,6 @@ machine::~machine() {
         if (slot->thread) slot->thread->stop_and_join();
 }
 
-template <class Handler, class... Args>
-void machine::complete(Handler handler, Args... args) {
-    // Always through post, never inline inside an initiating function; the handler runs on its
-    // associated executor, or on this VM's strand when it has none.
-    asio::post(strand_, asio::append(std::move(handler), std::move(args)...));
-}
 
 // ---- boot
 
@@ -62,12 +56,7 @@ void machine::boot(void_handler h) {
             return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
         self->set_state(kvm_lifecycle::booting);
         if (auto ec = self->build()) {
-            self->vcpus_.clear();
-            self->images_.reset();
-            self->vsock_.reset();  // its interrupt line points at the VM
-            self->vm_.reset();
-            self->set_state(kvm_lifecycle::stopped);
-            self->stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}, {}};
+            self->fail_build(ec);
             return self->complete(std::move(h), ec);
         }
         self->vsock_->start(self);
@@ -75,6 +64,15 @@ void machine::boot(void_handler h) {
         self->set_state(kvm_lifecycle::running);
         self->complete(std::move(h), error_code{});
     });
+}
+
+void machine::fail_build(const error_code& ec) {
+    vcpus_.clear();
+    images_.reset();
+    vsock_.reset();  // its interrupt line points at the VM
+    vm_.reset();
+    set_state(kvm_lifecycle::stopped);
+    stop_info_ = vm_stop_info{kvm_exit_reason::internal_error, "boot failed: " + ec.message(), {}, {}};
 }
 
 void machine::start_vcpus() {

@@ -13,15 +13,18 @@
 #include "kvm/vm.hpp"
 #include "kvm/unique_fd.hpp"
 #include "memory/guest_memory.hpp"
+#include "snapshot/snapshot_data.hpp"
 #include "mimobox/vm/kvm_exit_reason.hpp"
 #include "mimobox/vm/kvm_lifecycle.hpp"
 #include "mimobox/vm/microvm_config.hpp"
+#include "mimobox/vm/microvm_snapshot.hpp"
 #include "vmm/console_log.hpp"
 #include "vmm/kvm_irq_line.hpp"
 #include "vmm/vcpu_thread.hpp"
 #include "vsock_host/vsock_host.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/append.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -29,6 +32,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -41,6 +45,7 @@ public:
     using error_code = boost::system::error_code;
     using void_handler = boost::asio::any_completion_handler<void(error_code)>;
     using stopped_handler = boost::asio::any_completion_handler<void(error_code, vm_stop_info)>;
+    using snapshot_handler = boost::asio::any_completion_handler<void(error_code, microvm_snapshot)>;
 
     machine(boost::asio::any_io_executor executor, microvm_config config);
     ~machine();
@@ -58,6 +63,10 @@ public:
     void stop(void_handler h);
     void wait_stopped(stopped_handler h);
     void wait_console(std::string text, void_handler h);
+    /// Captures a paused VM (lifecycle_errc::invalid_state otherwise); machine_snapshot.cpp.
+    void snapshot(snapshot_handler h);
+    /// Instead of boot(): a VM built from `snap` and running where it was captured.
+    void restore(std::shared_ptr<const snapshot_data> snap, void_handler h);
     /// From the backend's destructor: stop without anyone waiting.
     void request_stop();
 
@@ -79,6 +88,7 @@ private:
     struct vcpu_slot {
         kvm::vcpu cpu;
         std::unique_ptr<vmm::vcpu_thread> thread;
+        std::vector<kvm_cpuid_entry2> cpuid;  // as set: a snapshot records what the guest saw
     };
     struct console_waiter {
         std::uint64_t id;
@@ -92,6 +102,16 @@ private:
     };
 
     error_code build();                   // everything between validate and starting vCPUs
+    // The parts of a build that a restore shares (machine_build.cpp).
+    using backing_factory = std::function<boost::system::result<memory::mapping>(std::uint64_t file_offset, std::uint64_t size)>;
+    error_code create_vm();
+    error_code add_ram(const backing_factory& make_backing);
+    error_code create_devices();
+    error_code create_vcpus(const std::function<std::vector<kvm_cpuid_entry2>(unsigned)>& cpuid_for, bool boot);
+    // machine_snapshot.cpp
+    boost::system::result<std::shared_ptr<const snapshot_data>> capture();
+    error_code build_restored(const snapshot_data& snap);
+    void fail_build(const error_code& ec);
     error_code prepare_images();  // read, parse and place: no KVM needed
     error_code load_images();     // copy into guest memory
     void start_vcpus();
@@ -105,8 +125,12 @@ private:
     void on_console_byte(std::uint8_t byte);
     void check_console_waiters();
     void set_state(kvm_lifecycle s) { state_.store(s, std::memory_order_release); }
+    /// Always through post, never inline inside an initiating function; the handler runs on
+    /// its associated executor, or on this VM's strand when it has none.
     template <class Handler, class... Args>
-    void complete(Handler handler, Args... args);
+    void complete(Handler handler, Args... args) {
+        boost::asio::post(strand_, boost::asio::append(std::move(handler), std::move(args)...));
+    }
     /// Wires `h`'s cancellation slot to remove waiter `id` from `Waiters` and complete it with
     /// operation_aborted followed by `abort_args`.
     template <auto Waiters, class Handler, class... AbortArgs>
@@ -129,6 +153,9 @@ private:
     };
     std::optional<prepared_images> images_;
     std::vector<std::unique_ptr<vcpu_slot>> vcpus_;
+    // The snapshot this VM was restored from: its memory file backs guest RAM (MAP_PRIVATE),
+    // and a capture of this VM needs to know which of its ranges hold data.
+    std::shared_ptr<const snapshot_data> restored_from_;
 
     devices::bus pio_bus_;
     devices::bus mmio_bus_;

@@ -61,6 +61,16 @@ machine::error_code machine::build() {
     // Input first, platform second: a bad image or argument gets its own error on any host.
     if (auto ec = config_.validate()) return ec;
     if (auto ec = prepare_images()) return ec;
+    if (auto ec = create_vm()) return ec;
+    if (auto ec = add_ram([](std::uint64_t, std::uint64_t size) { return memory::mapping::anonymous(size); })) return ec;
+    if (auto ec = load_images()) return ec;
+    if (auto ec = create_devices()) return ec;
+    auto supported = kvm_->supported_cpuid();
+    if (!supported) return supported.error();
+    return create_vcpus([&](unsigned i) { return boot::normalize_cpuid(*supported, i, config_.vcpu_count); }, true);
+}
+
+machine::error_code machine::create_vm() {
     if (auto ec = vmm::vcpu_thread::install_kick_signal()) return ec;
     if (auto ec = cached_kvm_verdict()) return ec;
     auto sys = kvm::system::open();
@@ -79,24 +89,31 @@ machine::error_code machine::build() {
     if (auto ec = vm_->set_tss_addr(boot::layout::tss)) return ec;
     if (auto ec = vm_->set_identity_map_addr(boot::layout::identity_map)) return ec;
     if (auto ec = vm_->create_irqchip()) return ec;
-    if (auto ec = vm_->create_pit2()) return ec;
+    return vm_->create_pit2();
+}
 
-    // Guest RAM: below the MMIO gap, and the rest above 4 GiB.
+machine::error_code machine::add_ram(const backing_factory& make_backing) {
+    // Guest RAM: below the MMIO gap, and the rest above 4 GiB. The memory file of a snapshot
+    // holds the regions one after another, so `file_offset` is the bytes of RAM before this one.
     const std::uint64_t total = std::uint64_t(config_.memory_mib) << 20;
     const std::uint64_t low = std::min(total, boot::layout::mmio_gap_start);
     std::uint32_t slot = 0;
+    std::uint64_t file_offset = 0;
     for (auto [base, size] : {std::pair{std::uint64_t{0}, low},
                               std::pair{boot::layout::mmio_gap_end, total - low}}) {
         if (size == 0) continue;
-        auto map = memory::mapping::anonymous(size);
+        auto map = make_backing(file_offset, size);
         if (!map) return map.error();
         void* host = map->data();
         if (auto ec = memory_.add_region(memory::guest_addr(base), std::move(*map))) return ec;
         if (auto ec = vm_->set_user_memory_region(slot++, base, size, host)) return ec;
+        file_offset += size;
     }
-    if (auto ec = load_images()) return ec;
+    return {};
+}
 
-    // Devices: COM1 with its interrupt on GSI 4, and the i8042's reset line.
+machine::error_code machine::create_devices() {
+    // COM1 with its interrupt on GSI 4, and the i8042's reset line.
     serial_irq_ = std::make_unique<vmm::kvm_irq_line>();
     serial_irq_->connect(*vm_, com1_gsi);
     serial_ = std::make_unique<devices::serial>(*serial_irq_, [this](std::uint8_t b) { on_console_byte(b); });
@@ -107,24 +124,27 @@ machine::error_code machine::build() {
                                                [weak = weak_from_this(), ex = strand_](const vsock::endpoint& ep) {
                                                    return vm::vsock_stream(std::make_shared<vm_vsock_channel>(weak, ex, ep));
                                                });
-    if (auto ec = vsock_->attach(*vm_, pio_bus_, mmio_bus_)) return ec;
+    return vsock_->attach(*vm_, pio_bus_, mmio_bus_);
+}
 
-    // vCPUs: CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
+machine::error_code machine::create_vcpus(const std::function<std::vector<kvm_cpuid_entry2>(unsigned)>& cpuid_for, bool boot) {
+    // CPUID before MSRs (KVM derives MSR support from it), then LAPIC; registers on the BSP.
+    // A restore sets all of that from the snapshot instead (boot false): only CPUID here.
     auto mmap_size = kvm_->vcpu_mmap_size();
     if (!mmap_size) return mmap_size.error();
-    auto supported = kvm_->supported_cpuid();
-    if (!supported) return supported.error();
     for (unsigned i = 0; i < config_.vcpu_count; ++i) {
         auto cpu = vm_->create_vcpu(i, *mmap_size);
         if (!cpu) return cpu.error();
-        auto cpuid = boot::normalize_cpuid(*supported, i, config_.vcpu_count);
+        auto cpuid = cpuid_for(i);
         if (auto ec = cpu->set_cpuid(cpuid)) return ec;
-        if (auto ec = boot::setup_msrs(*cpu)) return ec;
-        if (auto ec = boot::setup_lapic_lint(*cpu)) return ec;
-        // Only the BSP starts at the kernel entry; APs wait in KVM for INIT/SIPI.
-        if (i == 0)
-            if (auto ec = boot::setup_long_mode(*cpu, boot_entry_)) return ec;
-        auto slot_ptr = std::make_unique<vcpu_slot>(vcpu_slot{std::move(*cpu), nullptr});
+        if (boot) {
+            if (auto ec = boot::setup_msrs(*cpu)) return ec;
+            if (auto ec = boot::setup_lapic_lint(*cpu)) return ec;
+            // Only the BSP starts at the kernel entry; APs wait in KVM for INIT/SIPI.
+            if (i == 0)
+                if (auto ec = boot::setup_long_mode(*cpu, boot_entry_)) return ec;
+        }
+        auto slot_ptr = std::make_unique<vcpu_slot>(vcpu_slot{std::move(*cpu), nullptr, std::move(cpuid)});
         slot_ptr->thread = std::make_unique<vmm::vcpu_thread>(slot_ptr->cpu, slot_ptr->cpu.run_size());
         // The guest's interrupt handler reads and acknowledges the virtio-mmio interrupt status
         // on every interrupt, and Linux enumerates the PCI bus at boot with hundreds of

@@ -180,6 +180,37 @@ bool vsock_device::renotify() {
     return true;
 }
 
+std::vector<std::pair<std::uint16_t, std::uint16_t>> vsock_device::queue_positions() const {
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> out;
+    for (const auto& q : queues_) out.emplace_back(q.next_avail(), q.next_used());
+    return out;
+}
+
+bool vsock_device::send_transport_reset() {
+    if (!active()) return false;
+    auto& q = queues_[event_queue];
+    auto next = q.pop();
+    if (!next) {
+        fail(next.error());
+        return false;
+    }
+    if (!*next) return false;
+    const auto& chain = **next;
+    // struct virtio_vsock_event { le32 id; }, id 0 = TRANSPORT_RESET; a chain too short for it
+    // goes back with nothing written, which the driver ignores.
+    std::uint32_t written = 0;
+    if (!chain.writable.empty() && chain.writable.front().len >= 4) {
+        const std::uint8_t reset_event[4] = {0, 0, 0, 0};
+        if (!memory_.write(memory::guest_addr(chain.writable.front().addr), std::as_bytes(std::span(reset_event)))) written = 4;
+    }
+    if (auto ec = q.push_used(chain.head, written)) {
+        fail(ec);
+        return false;
+    }
+    signal();
+    return written == 4;
+}
+
 std::string vsock_device::describe() const {
     std::string out = "vsock device active=" + std::to_string(active()) + " dropped=" + std::to_string(dropped_) + "\n";
     static constexpr const char* names[] = {"rx", "tx", "event"};

@@ -64,6 +64,13 @@ public:
     /// Raises the used-buffer interrupt again (see vsock_host::lost_interrupt_watch); false,
     /// raising nothing, while the driver has not brought the device up.
     bool renotify();
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> queue_positions() const override;
+    /// Tells the guest that every connection it had is gone (VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+    /// on the event queue): after a restore, the host's side of them no longer exists. Linux
+    /// then resets its connected sockets, re-reads the CID and keeps its listeners. False when
+    /// the device is inactive or the driver posted no event buffer (nothing to tell then: a
+    /// driver that has not set up its event queue has no connections either).
+    bool send_transport_reset();
     /// Queue indices and the muxer's connections, for stall diagnostics.
     std::string describe() const;
 

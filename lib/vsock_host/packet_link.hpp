@@ -6,6 +6,7 @@
 
 #include "devices/bus.hpp"
 #include "kvm/vm.hpp"
+#include "snapshot/state_codec.hpp"
 
 #include <boost/system/error_code.hpp>
 
@@ -52,6 +53,14 @@ public:
     /// the stall watch counts it as activity.
     virtual std::uint64_t bytes_moved() const { return 0; }
     virtual std::string describe() const = 0;
+
+    /// Snapshot state of the link's devices; links that cannot be captured say
+    /// snapshot_errc::unsupported_vm. restore() runs before start(), with guest memory mapped.
+    virtual error_code save(snapshot::state_writer&) const { return vm::snapshot_errc::unsupported_vm; }
+    virtual error_code restore(snapshot::state_reader&) { return vm::snapshot_errc::unsupported_vm; }
+    /// After start() on a restored VM: the guest learns its connections are gone, and work it
+    /// queued before the capture (a TX kick, a pending interrupt) is replayed.
+    virtual void after_restore() {}
 };
 
 }  // namespace mimobox::vmm

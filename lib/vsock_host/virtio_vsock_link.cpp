@@ -95,6 +95,31 @@ asio::awaitable<void> virtio_vsock_link::queue_worker(std::size_t index, [[maybe
     }
 }
 
+virtio_vsock_link::error_code virtio_vsock_link::save(snapshot::state_writer& out) const {
+    out.boolean(pci_.has_value());
+    if (mmio_) {
+        mmio_->save(out);
+    } else {
+        pci_host_.save(out);
+        pci_->save(out);
+    }
+    return {};
+}
+
+virtio_vsock_link::error_code virtio_vsock_link::restore(snapshot::state_reader& in) {
+    if (in.boolean() != pci_.has_value()) return in.failed() ? in.error() : vm::snapshot_errc::shape_mismatch;
+    if (mmio_) return mmio_->restore(in);
+    if (auto ec = pci_host_.restore(in)) return ec;
+    return pci_->restore(in);
+}
+
+void virtio_vsock_link::after_restore() {
+    device_.send_transport_reset();
+    device_.process();  // buffers the guest queued before the capture, and its unheard kicks
+    if (pci_) pci_->deliver_pending();
+    else mmio_->resignal_used_buffers();
+}
+
 std::string virtio_vsock_link::describe() const {
     if (mmio_)
         return device_.describe() + "  virtio-mmio interrupt_status=" + std::to_string(mmio_->interrupt_status()) +

@@ -63,6 +63,9 @@ public:
         return true;
     }
     std::string describe() const override;
+    error_code save(snapshot::state_writer& out) const override;
+    error_code restore(snapshot::state_reader& in) override;
+    void after_restore() override;
 
 private:
     boost::asio::awaitable<void> queue_worker(std::size_t index, std::shared_ptr<void> keep_alive);

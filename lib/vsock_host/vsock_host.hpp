@@ -49,6 +49,15 @@ public:
     void start(std::shared_ptr<void> keep_alive);
     /// Ends the workers and completes every pending operation with operation_aborted.
     void stop();
+    /// The link's device state, for a snapshot (connections are not part of it: they end).
+    error_code save(snapshot::state_writer& out) const { return link_->save(out); }
+    /// Into a fresh host, before start().
+    error_code restore(snapshot::state_reader& in) { return link_->restore(in); }
+    /// After start() on a restored VM (packet_link::after_restore).
+    void after_restore() {
+        link_->after_restore();
+        on_link_activity();
+    }
 
     /// `id` names the wait for cancel_wait (unique per VM; taken by the initiating thread).
     void connect(std::uint32_t guest_port, std::uint64_t id, stream_handler h);

@@ -31,15 +31,6 @@ asio::awaitable<void> stop_or_fail(kvm_backend& vm) {
     BOOST_TEST((vm.state() == kvm_lifecycle::stopped));
 }
 
-std::size_t count_entries(const char* dir) {
-    std::size_t n = 0;
-    if (DIR* d = ::opendir(dir)) {
-        while (auto* e = ::readdir(d))
-            if (e->d_name[0] != '.') ++n;
-        ::closedir(d);
-    }
-    return n;
-}
 
 unsigned long last_counter(const std::string& console) {
     static const std::regex counter("MIMOBOX_COUNT=([0-9]+)");

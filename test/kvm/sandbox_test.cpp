@@ -97,12 +97,6 @@ asio::awaitable<std::string> eventually(microvm_sandbox& sb, std::string command
     co_return last;
 }
 
-std::size_t rss_bytes() {
-    std::ifstream f("/proc/self/statm");
-    std::size_t pages = 0, resident = 0;
-    f >> pages >> resident;
-    return resident * 4096;
-}
 
 }  // namespace
 

@@ -16,6 +16,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <fstream>
+#include <dirent.h>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -53,6 +55,25 @@ inline vm::microvm_config guest_config(std::string cmdline_extra, unsigned vcpus
     cfg.initramfs = assets_dir() / "initramfs.cpio.gz";
     cfg.cmdline_extra = std::move(cmdline_extra);
     return cfg;
+}
+
+/// Entries of a /proc directory (/proc/self/fd, /proc/self/task): open fds, threads.
+inline std::size_t count_entries(const char* dir) {
+    std::size_t n = 0;
+    if (DIR* d = ::opendir(dir)) {
+        while (auto* e = ::readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+
+/// This process's resident set.
+inline std::size_t rss_bytes() {
+    std::ifstream f("/proc/self/statm");
+    std::size_t pages = 0, resident = 0;
+    f >> pages >> resident;
+    return resident * 4096;
 }
 
 /// Runs `body` to completion on a fresh io_context; fails the test if it throws or outlives `limit`.

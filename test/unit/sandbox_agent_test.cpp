@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE(a_request_the_agent_never_received_is_sent_again_on_a_new_c
     f.vm->agent = [&hangups](int fd) {
         if (hangups.fetch_add(1) < 2) return;
         mimobox::agent::guest::serve_connection(fd, mimobox::agent::guest::guest_system{[](const std::string&) { return 0; },
-                                                                                        [](const std::string&) { return 0; }});
+                                                                                        [](const std::string&) { return 0; }, {}, {}});
     };
     run(f.ctx, [&]() -> asio::awaitable<void> {
         // A request larger than the socket's buffer, so its write fails when the peer hangs up.

@@ -110,6 +110,7 @@ enum class snapshot_errc {
     corrupt_memory,              ///< a memory chunk's hash differs from the state's record of it
     shape_mismatch,              ///< vCPU count or memory size differ from what the restore asks
     cpu_mismatch,                ///< another CPU vendor, or CPUID features the guest saw are missing here
+    unsupported_vm,              ///< this VM cannot be captured: its vsock runs over the serial line (COM2)
 };
 
 /// Kinds of failure that cut across the domains. A condition compares equal to every error

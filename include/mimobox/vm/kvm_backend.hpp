@@ -18,6 +18,7 @@
 #include "mimobox/vm/kvm_exit_reason.hpp"
 #include "mimobox/vm/kvm_lifecycle.hpp"
 #include "mimobox/vm/microvm_config.hpp"
+#include "mimobox/vm/microvm_snapshot.hpp"
 #include "mimobox/vm/vsock_stream.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -64,6 +65,34 @@ public:
     auto async_boot(Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code)>(
             [this](auto handler) { initiate_boot(std::move(handler)); }, token);
+    }
+
+    /// Instead of async_boot: builds the VM from `snapshot` and runs it from where it was
+    /// captured. Guest RAM is the snapshot's memory file mapped copy-on-write (nothing is copied;
+    /// pages load as the guest touches them), so the cost does not grow with memory size. The
+    /// config's vcpu_count, memory_mib and vsock must be the snapshot's
+    /// (snapshot_errc::shape_mismatch); its kernel and initramfs are not read; its vsock_cid is
+    /// the guest's new CID. The guest's vsock connections are gone (its listeners stay). Errors:
+    /// snapshot_errc (shape, CPU, damaged state), the boot's platform errors, lifecycle_errc::
+    /// invalid_state if not in `created`. Not cancellable (it completes promptly). The snapshot
+    /// may be destroyed once this completes: the VM keeps what it needs.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_restore(microvm_snapshot snapshot, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler, microvm_snapshot s) { initiate_restore(std::move(s), std::move(handler)); }, token,
+            std::move(snapshot));
+    }
+
+    /// Captures a paused VM (lifecycle_errc::invalid_state otherwise): every vCPU's, the VM's
+    /// and the devices' state, and the memory the guest touched, into a microvm_snapshot held
+    /// in memory (save() writes it to disk). The VM stays paused; resume it or stop it. Costs
+    /// time and host memory in proportion to the guest memory in use, not its size. Errors:
+    /// snapshot_errc::unsupported_vm (vsock over COM2), or the system's (KVM, memfd). Not
+    /// cancellable.
+    template <boost::asio::completion_token_for<void(error_code, microvm_snapshot)> Token>
+    auto async_snapshot(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, microvm_snapshot)>(
+            [this](auto handler) { initiate_snapshot(std::move(handler)); }, token);
     }
 
     /// Kicks every vCPU out of KVM_RUN and ends its thread; completes once none runs.
@@ -127,6 +156,8 @@ private:
     void initiate_vsock_accept(std::uint32_t host_port, stream_handler handler);
     using void_handler = boost::asio::any_completion_handler<void(error_code)>;
     void initiate_boot(void_handler handler);
+    void initiate_restore(microvm_snapshot snapshot, void_handler handler);
+    void initiate_snapshot(boost::asio::any_completion_handler<void(error_code, microvm_snapshot)> handler);
     void initiate_pause(void_handler handler);
     void initiate_resume(void_handler handler);
     void initiate_stop(void_handler handler);

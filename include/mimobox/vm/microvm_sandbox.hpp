@@ -32,7 +32,8 @@
 //   new ones, never a mix (writes are atomic: temporary file, then rename).
 // - async_remove, async_rename, async_mkdir: terminal and partial; done or not done (a
 //   recursive remove may have removed part of the tree).
-// - async_destroy: not cancellable.
+// - async_restore: as async_create.
+// - async_snapshot, async_destroy: not cancellable.
 // A type an operation does not honour is ignored: the operation runs to its end. A
 // cancellation that arrives after the operation's work is done does not undo it: the result
 // is delivered as usual. exec_stream.hpp lists its own operations.
@@ -98,6 +99,38 @@ public:
     template <boost::asio::completion_token_for<void(error_code, microvm_sandbox)> Token>
     static auto async_create(executor_type executor, microvm_config vm, Token&& token) {
         return async_create(std::move(executor), std::move(vm), sandbox_config(), std::forward<Token>(token));
+    }
+
+    /// A new sandbox from a snapshot (its VM is restored, not booted: kvm_backend::async_restore),
+    /// ready when this completes. The agent is told the host's wall clock, gets fresh entropy
+    /// with a forced CRNG reseed, and sets `config.hostname`, so no two restores of one snapshot
+    /// share their random bytes or their name. Connections and exec streams the captured
+    /// sandbox had are gone; files, processes and memory are as they were. The VM's shape
+    /// comes from the snapshot. Errors: those of async_create, and snapshot_errc
+    /// (shape_mismatch if `config.transport` is not the snapshot's, cpu_mismatch, ...).
+    /// Cancellation: as async_create.
+    template <boost::asio::completion_token_for<void(error_code, microvm_sandbox)> Token>
+    static auto async_restore(executor_type executor, microvm_snapshot snapshot, sandbox_config config, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, microvm_sandbox)>(
+            [](auto handler, executor_type ex, microvm_snapshot s, sandbox_config c) {
+                initiate_restore(std::move(ex), std::move(s), std::move(c), std::move(handler));
+            },
+            token, std::move(executor), std::move(snapshot), std::move(config));
+    }
+    /// As above, with a default sandbox_config.
+    template <boost::asio::completion_token_for<void(error_code, microvm_sandbox)> Token>
+    static auto async_restore(executor_type executor, microvm_snapshot snapshot, Token&& token) {
+        return async_restore(std::move(executor), std::move(snapshot), sandbox_config(), std::forward<Token>(token));
+    }
+
+    /// Captures the sandbox (ready state): pauses its VM, snapshots it in memory and resumes
+    /// it, so the sandbox goes on as before. Operations in flight are only delayed. Use the
+    /// snapshot with async_restore, or save() it. Errors: lifecycle_errc::invalid_state (not
+    /// ready), snapshot_errc::unsupported_vm (the serial transport), the VM's. Not cancellable.
+    template <boost::asio::completion_token_for<void(error_code, microvm_snapshot)> Token>
+    auto async_snapshot(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, microvm_snapshot)>(
+            [this](auto handler) { initiate_snapshot(std::move(handler)); }, token);
     }
 
     /// Boots the VM, waits until the agent answers (sandbox_config::ready_timeout), seeds the
@@ -257,6 +290,8 @@ private:
     using handler = boost::asio::any_completion_handler<void(error_code, Ts...)>;
 
     static void initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h);
+    static void initiate_restore(executor_type ex, microvm_snapshot snapshot, sandbox_config config, handler<microvm_sandbox> h);
+    void initiate_snapshot(handler<microvm_snapshot> h);
     void initiate_start(handler<> h);
     void initiate_exec(std::vector<std::string> argv, std::optional<std::string> shell, guest_exec_options options,
                        handler<guest_command_result> h);
