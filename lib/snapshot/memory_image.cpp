@@ -99,6 +99,7 @@ boost::system::result<memory_image> write_memory_image(int fd, std::span<const m
                 return ec;
             };
             for (std::size_t pg = first; pg < last; ++pg) {
+                if (resident[pg] & 1) image.touched_bytes += page;
                 const bool data = (resident[pg] & 1) && !all_zero(memory.data() + pg * page, page);
                 if (data) {
                     if (run_len == 0) run_start = pg;

@@ -23,6 +23,8 @@ struct memory_image {
     std::uint64_t chunk_bytes = 0;  ///< a multiple of the page size
     std::vector<std::string> chunk_sha256;  ///< hex, or "" for a chunk that is all hole (zeros)
     std::uint64_t data_bytes = 0;   ///< bytes written (the rest are holes)
+    /// Bytes the host had backed (the guest touched them), zero or not; write_memory_image only.
+    std::uint64_t touched_bytes = 0;
 };
 
 inline constexpr std::uint64_t default_chunk_bytes = 2u << 20;

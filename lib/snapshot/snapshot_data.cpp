@@ -47,6 +47,7 @@ vsock_link microvm_snapshot::vsock() const noexcept {
     return data_ ? static_cast<vsock_link>(data_->machine.vsock_link) : vsock_link::virtio_pci;
 }
 std::uint64_t microvm_snapshot::memory_data_bytes() const noexcept { return data_ ? data_->memory_data_bytes : 0; }
+std::uint64_t microvm_snapshot::memory_touched_bytes() const noexcept { return data_ ? data_->memory_touched_bytes : 0; }
 int microvm_snapshot::memory_fd() const noexcept { return data_ ? data_->memory.get() : -1; }
 
 std::vector<std::uint8_t> microvm_snapshot::to_bytes() const { return data_ ? snapshot::to_bytes(data_->blob) : std::vector<std::uint8_t>{}; }

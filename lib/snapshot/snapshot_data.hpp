@@ -17,6 +17,7 @@ struct snapshot_data {
     snapshot::machine_state machine;
     kvm::unique_fd memory;
     std::uint64_t memory_data_bytes = 0;  ///< bytes the memory file really holds (its holes excluded)
+    std::uint64_t memory_touched_bytes = 0;  ///< at capture: guest memory the host had backed; 0 when loaded
 };
 
 /// Decodes the body, checks the metadata against it and, with `verify_memory`, the memory file

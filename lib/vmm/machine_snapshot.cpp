@@ -209,6 +209,7 @@ boost::system::result<std::shared_ptr<const snapshot_data>> machine::capture() {
     data->machine = std::move(ms);
     data->memory = std::move(memfd);
     data->memory_data_bytes = image->data_bytes;
+    data->memory_touched_bytes = image->touched_bytes;
     return std::shared_ptr<const snapshot_data>(std::move(data));
 }
 

@@ -46,6 +46,9 @@ public:
     /// Bytes of guest memory the memory file holds: what the guest touched and left non-zero.
     /// The file is sparse; the rest of memory_mib is holes.
     std::uint64_t memory_data_bytes() const noexcept;
+    /// Guest memory the host had backed when this was captured (pages the guest touched, zero
+    /// or not): what the VM cost in host memory then. 0 for a snapshot loaded or from_bytes.
+    std::uint64_t memory_touched_bytes() const noexcept;
 
     /// The state (metadata, vCPU, VM and device state, the memory file's chunk hashes) as one
     /// self-checking byte string. Empty for an empty handle.
