@@ -3,7 +3,7 @@
 #pragma once
 
 #include "devices/bus_device.hpp"
-#include "snapshot/state_codec.hpp"
+#include "snapshot/state_stream.hpp"
 
 #include <functional>
 

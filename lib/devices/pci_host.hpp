@@ -10,7 +10,7 @@
 
 #include "devices/bus_device.hpp"
 #include "devices/pci_function.hpp"
-#include "snapshot/state_codec.hpp"
+#include "snapshot/state_stream.hpp"
 
 #include <array>
 #include <atomic>

@@ -7,7 +7,7 @@
 
 #include "devices/bus_device.hpp"
 #include "devices/interrupt_line.hpp"
-#include "snapshot/state_codec.hpp"
+#include "snapshot/state_stream.hpp"
 
 #include <cstdint>
 #include <deque>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "memory/guest_memory.hpp"
-#include "snapshot/state_codec.hpp"
+#include "snapshot/state_stream.hpp"
 #include "virtio/transport.hpp"
 #include "virtio/virtio_device.hpp"
 

@@ -6,7 +6,7 @@
 
 #include "devices/bus.hpp"
 #include "kvm/vm.hpp"
-#include "snapshot/state_codec.hpp"
+#include "snapshot/state_stream.hpp"
 
 #include <boost/system/error_code.hpp>
 

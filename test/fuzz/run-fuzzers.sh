@@ -15,7 +15,7 @@ common=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 jobs=$(nproc 2>/dev/null || echo 2)
 
 memory="lib/memory/mapping.cpp lib/memory/guest_memory.cpp"
-virtio="lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp lib/virtio/device_handshake.cpp"
+virtio="lib/virtio/split_queue.cpp lib/virtio/virtio_errc.cpp lib/virtio/device_handshake.cpp lib/snapshot/state_stream.cpp"
 vsock="lib/vsock/packet.cpp lib/vsock/connection.cpp lib/vsock/muxer.cpp lib/api/error.cpp"
 targets=(fuzz_split_queue fuzz_vsock fuzz_stream_link fuzz_agent_frames
          fuzz_mmio_transport fuzz_pci_transport fuzz_pci_config fuzz_serial fuzz_sandbox_responses
@@ -27,10 +27,10 @@ declare -A sources=(
   [fuzz_agent_frames]="lib/agent/frame.cpp lib/agent/agent_errc.cpp lib/agent/messages.cpp lib/agent/response_reader.cpp"
   [fuzz_mmio_transport]="lib/devices/bus.cpp $memory $virtio lib/virtio/mmio_transport.cpp $vsock lib/vsock/vsock_device.cpp"
   [fuzz_pci_transport]="lib/devices/bus.cpp lib/devices/pci_host.cpp $memory $virtio lib/virtio/pci_transport.cpp $vsock lib/vsock/vsock_device.cpp"
-  [fuzz_pci_config]="lib/devices/bus.cpp lib/devices/pci_host.cpp $memory $virtio lib/virtio/pci_transport.cpp"
-  [fuzz_serial]="lib/devices/bus.cpp lib/devices/serial.cpp"
+  [fuzz_pci_config]="lib/devices/bus.cpp lib/devices/pci_host.cpp $memory $virtio lib/virtio/pci_transport.cpp lib/api/error.cpp"
+  [fuzz_serial]="lib/devices/bus.cpp lib/devices/serial.cpp lib/snapshot/state_stream.cpp lib/api/error.cpp"
   [fuzz_sandbox_responses]="lib/agent/frame.cpp lib/agent/agent_errc.cpp lib/agent/messages.cpp lib/agent/response_reader.cpp"
-  [fuzz_snapshot_state]="lib/snapshot/state_codec.cpp lib/api/error.cpp"
+  [fuzz_snapshot_state]="lib/snapshot/state_codec.cpp lib/snapshot/machine_state.cpp lib/devices/bus.cpp lib/devices/serial.cpp lib/devices/i8042.cpp $memory $virtio lib/virtio/mmio_transport.cpp $vsock lib/vsock/vsock_device.cpp"
 )
 # Targets that read the same messages share a dictionary.
 declare -A dict_of=([sandbox_responses]=agent_frames)

@@ -98,6 +98,16 @@ public:
             hostname_ = name;
             return 0;
         };
+        system_.reseed_rng = [this] {
+            std::lock_guard lock(mutex_);
+            ++reseeds_;
+            return 0;
+        };
+        system_.set_wall_clock = [this](std::int64_t ns) {
+            std::lock_guard lock(mutex_);
+            wall_clock_ns_ = ns;
+            return 0;
+        };
         agent = [this](int fd) { agent::guest::serve_connection(fd, system_); };
     }
     ~in_process_vm() override {
@@ -115,6 +125,14 @@ public:
     std::string hostname() const {
         std::lock_guard lock(mutex_);
         return hostname_;
+    }
+    int reseeds() const {
+        std::lock_guard lock(mutex_);
+        return reseeds_;
+    }
+    std::int64_t wall_clock_ns() const {
+        std::lock_guard lock(mutex_);
+        return wall_clock_ns_;
     }
     std::size_t entropy_bytes() const {
         std::lock_guard lock(mutex_);
@@ -192,6 +210,8 @@ private:
     mutable std::mutex mutex_;
     std::string hostname_;
     std::size_t entropy_bytes_ = 0;
+    int reseeds_ = 0;
+    std::int64_t wall_clock_ns_ = 0;
     std::vector<std::thread> threads_;
     std::vector<std::weak_ptr<socket_vsock_channel>> channels_;  // strand only
     std::vector<handler<vm::vm_stop_info>> stop_waiters_;        // strand only

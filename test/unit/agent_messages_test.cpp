@@ -135,6 +135,28 @@ BOOST_AUTO_TEST_CASE(init_request_carries_binary_entropy_within_limits) {
     BOOST_TEST((request_from_json(*v).error() == agent_errc::malformed_message));
 }
 
+BOOST_AUTO_TEST_CASE(init_request_carries_the_wall_clock_and_the_reseed_flag) {
+    init_request i;
+    i.hostname = "box";
+    i.wall_clock_ns = 1'796'000'000'123'456'789;
+    i.force_reseed = true;
+    auto back = round_trip_request(i);
+    BOOST_TEST(back.wall_clock_ns == i.wall_clock_ns);
+    BOOST_TEST(back.force_reseed);
+    // Absent: an older host; neither is touched.
+    auto plain = round_trip_request(init_request{});
+    BOOST_TEST(plain.wall_clock_ns == 0);
+    BOOST_TEST(!plain.force_reseed);
+    // A clock before the epoch, or not a number, is malformed.
+    for (const char* bad : {R"("wall_clock_ns":-5)", R"("wall_clock_ns":"now")", R"("reseed":1)"}) {
+        auto text = serialize(to_json(request{init_request{}}));
+        text.insert(text.size() - 1, std::string(",") + bad);
+        auto v = parse_message(text);
+        BOOST_REQUIRE(v.has_value());
+        BOOST_TEST((request_from_json(*v).error() == agent_errc::malformed_message), bad);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(stat_listing_and_ok_responses_round_trip) {
     stat_response st{file_type::directory, 4096, 0755, -5};
     auto r1 = response_from_json(*parse_message(serialize(to_json(response{st}))));

@@ -113,6 +113,11 @@ BOOST_AUTO_TEST_CASE(start_seeds_the_rng_and_sets_the_hostname_then_is_ready) {
     f.start();
     BOOST_TEST(f.vm->hostname() == "unit-box");
     BOOST_TEST(f.vm->entropy_bytes() == 64u);
+    // The CRNG reseeded from that entropy, and the clock set from the host's.
+    BOOST_TEST(f.vm->reseeds() == 1);
+    const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    BOOST_TEST(f.vm->wall_clock_ns() <= now_ns);
+    BOOST_TEST(f.vm->wall_clock_ns() > now_ns - std::int64_t(60'000'000'000));
     BOOST_TEST(f.sb.agent_version() == mimobox::agent::guest::agent_version);
 }
 
