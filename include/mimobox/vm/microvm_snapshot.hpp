@@ -1,10 +1,10 @@
 // A captured microVM: its vCPU, VM and device state plus its guest memory, from which any
 // number of new VMs can be restored (kvm_backend::async_restore, microvm_sandbox::async_restore).
 //
-//   auto snap = co_await sandbox.async_snapshot(asio::use_awaitable);   // in memory
-//   snap.save("/var/lib/app/base");                                      // on disk, atomically
-//   auto again = microvm_snapshot::load("/var/lib/app/base");           // checked on load
-//   auto clone = co_await microvm_sandbox::async_restore(ex, *again, sandbox_config(), asio::use_awaitable);
+//   auto snap = co_await sandbox.async_snapshot(asio::use_awaitable);  // in memory
+//   if (auto ec = snap.save(dir / "base")) throw boost::system::system_error(ec);  // on disk, atomically
+//   auto loaded = microvm_snapshot::load(dir / "base").value();  // checked; throws if damaged
+//   auto clone = co_await microvm_sandbox::async_restore(ex, loaded, asio::use_awaitable);
 //
 // A snapshot is a cheap handle (copies share one immutable capture) and is safe to use from any
 // thread. Its memory is a file restored VMs map copy-on-write: a restore reads only the pages

@@ -1,10 +1,15 @@
 // The documentation's code, compiled verbatim against the installed package and run in a VM:
-// the README's "Using the library" block and microvm_sandbox.hpp's opening example (copied in by
-// extract-snippets.sh), plus the other `{}`-argument forms users write inside co_await. Built
+// the README's "Using the library" block and the opening examples of microvm_sandbox.hpp and
+// microvm_snapshot.hpp (copied in by extract-snippets.sh), plus the other `{}`-argument forms users write inside co_await. Built
 // with ASan and UBSan, so a temporary that GCC 12 mishandles in a co_await operand (a bad free,
 // a string pointing into a dead frame) fails the run instead of passing by luck.
 #include <mimobox/vm/microvm_sandbox.hpp>
+#include <mimobox/vm/microvm_snapshot.hpp>
 #include <mimobox/vm/vm_assets.hpp>
+
+#include <boost/system/system_error.hpp>
+
+#include <filesystem>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -14,6 +19,8 @@
 #include <cstdio>
 #include <iostream>
 #include <sstream>
+
+#include <unistd.h>
 
 namespace readme {
 #include "readme_using.inc"
@@ -42,6 +49,20 @@ asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_con
         (gone ? "removed" : "still there");
 }
 }  // namespace header_example
+
+namespace snapshot_example {
+using namespace mimobox::vm;
+namespace asio = boost::asio;
+
+// The header's example with what it assumes around it: a ready `sandbox`, an executor `ex`,
+// a directory `dir` to save into. Returns what the restored clone reads back.
+asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_config, std::filesystem::path dir) {
+    auto sandbox = co_await microvm_sandbox::async_create(ex, vm_config, asio::use_awaitable);
+    co_await sandbox.async_write_file("/tmp/mark", "captured\n", asio::use_awaitable);
+#include "snapshot_header_example.inc"
+    co_return co_await clone.async_read_file("/tmp/mark", asio::use_awaitable);
+}
+}  // namespace snapshot_example
 
 int main() {
     boost::asio::io_context io;
@@ -76,6 +97,19 @@ int main() {
     if (linux_count != 3 || header_out.find("|braces\n|") == std::string::npos ||
         header_out.find("|removed") == std::string::npos)
         return 4;
+    const auto dir = std::filesystem::temp_directory_path() / ("mimobox-snippet-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::string restored_read, snapshot_failure = "did not finish";
+    io.restart();
+    boost::asio::co_spawn(io, snapshot_example::run(io.get_executor(), *config, dir), [&](std::exception_ptr ep, std::string out) {
+        snapshot_failure.clear();
+        if (!ep) restored_read = std::move(out);
+        else try { std::rethrow_exception(ep); } catch (const std::exception& e) { snapshot_failure = e.what(); }
+    });
+    io.run();
+    std::filesystem::remove_all(dir);
+    std::printf("snapshot example: %s%s", snapshot_failure.c_str(), restored_read.c_str());
+    if (!snapshot_failure.empty() || restored_read != "captured\n") return 5;
     std::puts("snippets: all passed");
     return 0;
 }
