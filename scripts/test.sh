@@ -19,7 +19,7 @@ ctest -L kvm -V --repeat until-pass:2 || status=1
 # The same library and tests built with ASan and UBSan, so memory errors in our own code (and in
 # the coroutine frames GCC 12 builds) fail a test instead of passing by luck. The unit tests run
 # in full (the fuzz targets are sanitized already); of the kvm tests, the ones that drive the
-# sandbox layer, the vsock host and a misbehaving guest.
+# sandbox layer, the vsock host, a misbehaving guest and snapshots (a loader of hostile input).
 echo "==== sanitizer build (ASan + UBSan) in ${build}-asan"
 sanitized=${build}-asan
 launcher=()
@@ -33,7 +33,7 @@ if cmake -S "$here" -B "$sanitized" -G Ninja "${launcher[@]}" -DCMAKE_BUILD_TYPE
   echo "==== sanitized unit tests"
   ctest -L unit -LE fuzz -E '^install\.' -j"$(nproc)" --output-on-failure || status=1
   echo "==== sanitized kvm tests (a subset)"
-  ctest -R '^(sandbox_test|vsock_test|hostile_guest_test|agent_resilience_test)$' -V --repeat until-pass:2 || status=1
+  ctest -R '^(sandbox_test|vsock_test|hostile_guest_test|agent_resilience_test|snapshot_test)$' -V --repeat until-pass:2 || status=1
 else
   echo "sanitizer build failed"
   status=1
