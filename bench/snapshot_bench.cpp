@@ -12,6 +12,8 @@
 #include <mimobox/vm/microvm_snapshot.hpp>
 #include <mimobox/vm/vm_assets.hpp>
 
+#include "bench_support.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -27,18 +29,15 @@
 
 namespace asio = boost::asio;
 using namespace mimobox::vm;
-using clock_type = std::chrono::steady_clock;
+using mimobox::bench::clock_type;
+using mimobox::bench::median;
+using mimobox::bench::ms_since;
 
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-double ms_since(clock_type::time_point t) { return std::chrono::duration<double, std::milli>(clock_type::now() - t).count(); }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
 
 std::vector<std::string> command(const char* a) { return std::vector<std::string>{a}; }
 

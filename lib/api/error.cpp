@@ -102,6 +102,13 @@ constexpr error_row snapshot_rows[] = {
     {static_cast<int>(snapshot_errc::unsupported_vm), "this VM's devices cannot be snapshotted (vsock over the serial line)", as_int(condition::invalid_config)},
 };
 
+constexpr error_row restore_pool_rows[] = {
+    {static_cast<int>(restore_pool_errc::shape_mismatch), "snapshot shape differs from the pool's shells", as_int(condition::bad_snapshot)},
+    {static_cast<int>(restore_pool_errc::stopped), "restore pool stopped", as_int(condition::invalid_state)},
+    {static_cast<int>(restore_pool_errc::exhausted), "restore pool exhausted: no shell came back in time", as_int(condition::timed_out)},
+    {static_cast<int>(restore_pool_errc::invalid_config), "invalid restore_pool_config", as_int(condition::invalid_config)},
+};
+
 class condition_category_impl final : public boost::system::error_category {
 public:
     const char* name() const noexcept override { return "mimobox.condition"; }
@@ -163,6 +170,11 @@ const boost::system::error_category& guest_file_category() noexcept {
 
 const boost::system::error_category& vsock_category() noexcept {
     static const common::table_category instance("mimobox.vsock", vsock_rows);
+    return instance;
+}
+
+const boost::system::error_category& restore_pool_category() noexcept {
+    static const common::table_category instance("mimobox.restore_pool", restore_pool_rows);
     return instance;
 }
 

@@ -38,6 +38,7 @@ void kvm_backend::set_console_callback(std::function<void(std::string_view)> cb)
 
 void kvm_backend::initiate_boot(void_handler h) { machine_->boot(std::move(h)); }
 void kvm_backend::initiate_pause(void_handler h) { machine_->pause(std::move(h)); }
+void kvm_backend::initiate_prepare(void_handler h) { machine_->prepare(std::move(h)); }
 void kvm_backend::initiate_restore(microvm_snapshot snapshot, void_handler h) { machine_->restore(snapshot.data(), std::move(h)); }
 void kvm_backend::initiate_snapshot(boost::asio::any_completion_handler<void(error_code, microvm_snapshot)> h) {
     machine_->snapshot(std::move(h));

@@ -6,11 +6,14 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <random>
 
 namespace mimobox::vm {
@@ -126,6 +129,38 @@ asio::awaitable<std::tuple<error_code, microvm_snapshot>> take_snapshot(std::sha
     co_return std::tuple{error_code{}, std::move(snap)};
 }
 
+// "<base>-<k>", k unique in this process, cut to the 64 bytes a hostname may have.
+std::string fork_hostname(const std::string& base) {
+    static std::atomic<std::uint64_t> next{1};
+    const std::string suffix = "-" + std::to_string(next.fetch_add(1, std::memory_order_relaxed));
+    return base.substr(0, 64 - std::min<std::size_t>(64, suffix.size())) + suffix;
+}
+
+sandbox_config clone_config(const sandbox_config& parent) {
+    sandbox_config c = parent;
+    c.hostname = fork_hostname(parent.hostname);
+    return c;
+}
+
+asio::awaitable<std::tuple<error_code, std::vector<microvm_sandbox>>> fork(std::shared_ptr<sandbox_state> st, std::size_t n) {
+    using clones = std::vector<microvm_sandbox>;
+    if (n == 0 || n > microvm_sandbox::max_fork)
+        co_return std::tuple{error_code(boost::system::errc::make_error_code(boost::system::errc::invalid_argument)), clones()};
+    auto [sec, snap] = co_await take_snapshot(st);
+    if (sec) co_return std::tuple{sec, clones()};
+    // Every restore at once: each is a VM of its own, on a strand of its own of the executor
+    // this sandbox was made with, so they proceed in parallel on a thread pool.
+    using restore_op = decltype(microvm_sandbox::async_restore(st->io_executor, snap, sandbox_config(), asio::deferred));
+    std::vector<restore_op> ops;
+    ops.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) ops.push_back(microvm_sandbox::async_restore(st->io_executor, snap, clone_config(st->config), asio::deferred));
+    auto [order, errors, made] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                                     .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    for (std::size_t i : order)
+        if (errors[i]) co_return std::tuple{errors[i], clones()};  // `made` goes, stopping every clone
+    co_return std::tuple{error_code{}, std::move(made)};
+}
+
 asio::awaitable<std::tuple<error_code, exec_stream>> start_stream(std::shared_ptr<sandbox_state> st, agent::exec_request rq) {
     auto [ec, es] = co_await open_exec(st, std::move(rq));
     if (ec) co_return std::tuple{ec, exec_stream()};
@@ -192,6 +227,10 @@ void microvm_sandbox::initiate_restore(executor_type ex, microvm_snapshot snapsh
 
 void microvm_sandbox::initiate_snapshot(handler<microvm_snapshot> h) {
     detail::spawn_operation(state_, detail::not_cancellable, detail::take_snapshot(state_), std::move(h));
+}
+
+void microvm_sandbox::initiate_fork(std::size_t n, handler<std::vector<microvm_sandbox>> h) {
+    detail::spawn_operation(state_, detail::not_cancellable, detail::fork(state_, n), std::move(h));
 }
 
 void microvm_sandbox::initiate_start(handler<> h) { detail::spawn_operation(state_, detail::terminal_or_partial, detail::start(state_), std::move(h)); }

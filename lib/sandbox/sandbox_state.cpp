@@ -33,7 +33,7 @@ microvm_config with_agent_link(microvm_config vm, const sandbox_config& cfg) {
 }  // namespace
 
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config cfg)
-    : sandbox_state(std::make_unique<kvm_sandbox_vm>(std::move(executor), with_agent_link(std::move(vm), cfg)), std::move(cfg)) {}
+    : sandbox_state(std::make_unique<kvm_sandbox_vm>(executor, with_agent_link(std::move(vm), cfg)), std::move(cfg), executor) {}
 
 namespace {
 microvm_config shape_of(const microvm_snapshot& snapshot) {
@@ -46,11 +46,11 @@ microvm_config shape_of(const microvm_snapshot& snapshot) {
 }  // namespace
 
 sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_snapshot snapshot, sandbox_config cfg)
-    : sandbox_state(std::make_unique<kvm_sandbox_vm>(std::move(executor), with_agent_link(shape_of(snapshot), cfg), snapshot),
-                    std::move(cfg)) {}
+    : sandbox_state(std::make_unique<kvm_sandbox_vm>(executor, with_agent_link(shape_of(snapshot), cfg), snapshot),
+                    std::move(cfg), executor) {}
 
-sandbox_state::sandbox_state(std::unique_ptr<sandbox_vm> v, sandbox_config cfg)
-    : vm(std::move(v)), strand(vm->get_executor()), config(std::move(cfg)) {}
+sandbox_state::sandbox_state(std::unique_ptr<sandbox_vm> v, sandbox_config cfg, asio::any_io_executor io)
+    : vm(std::move(v)), strand(vm->get_executor()), io_executor(io ? std::move(io) : strand), config(std::move(cfg)) {}
 
 error_code sandbox_state::check_ready() const {
     return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);

@@ -38,14 +38,18 @@ public:
     sandbox_state(asio::any_io_executor executor, microvm_config vm, sandbox_config config);
     /// A sandbox whose VM is restored from `snapshot` (its shape taken from the snapshot).
     sandbox_state(asio::any_io_executor executor, microvm_snapshot snapshot, sandbox_config config);
-    /// Any VM (unit tests: one whose agent runs in the test process).
-    sandbox_state(std::unique_ptr<sandbox_vm> vm, sandbox_config config);
+    /// Any VM (unit tests: one whose agent runs in the test process). `io` is the executor the
+    /// sandbox was created with (its VM's strand when not given).
+    sandbox_state(std::unique_ptr<sandbox_vm> vm, sandbox_config config, asio::any_io_executor io = {});
 
     const std::unique_ptr<sandbox_vm> vm;
     /// The VM's own strand (kvm_backend::get_executor): sandbox coroutines and the VM's devices
     /// take turns on one strand, so a stream operation started here reaches the device without
     /// a hop, and its completion resumes the coroutine without another.
     asio::any_io_executor strand;
+    /// The executor the sandbox was created with: sandboxes made from this one (fork) get
+    /// strands of their own on it, not of this sandbox's strand.
+    asio::any_io_executor io_executor;
     const sandbox_config config;
     std::atomic<microvm_state> state{microvm_state::created};
     std::string agent_version;  // set once ready

@@ -65,6 +65,9 @@ public:
     /// A VM that is restored from `snapshot` where others boot.
     kvm_sandbox_vm(boost::asio::any_io_executor executor, microvm_config config, microvm_snapshot snapshot)
         : backend_(std::move(executor), std::move(config)), restore_from_(std::move(snapshot)) {}
+    /// A VM already made (a restore_pool's prepared shell) that is restored from `snapshot`.
+    kvm_sandbox_vm(kvm_backend backend, microvm_snapshot snapshot)
+        : backend_(std::move(backend)), restore_from_(std::move(snapshot)) {}
 
     boost::asio::any_io_executor get_executor() const override { return backend_.get_executor(); }
     kvm_lifecycle state() const override { return backend_.state(); }

@@ -67,6 +67,9 @@ public:
     void snapshot(snapshot_handler h);
     /// Instead of boot(): a VM built from `snap` and running where it was captured.
     void restore(std::shared_ptr<const snapshot_data> snap, void_handler h);
+    /// Builds a shell ahead of restore(): KVM VM, devices and vCPUs, no memory, no guest state,
+    /// no thread. State stays `created`; restore() then only maps memory and sets state.
+    void prepare(void_handler h);
     /// From the backend's destructor: stop without anyone waiting.
     void request_stop();
 
@@ -111,6 +114,7 @@ private:
     // machine_snapshot.cpp
     boost::system::result<std::shared_ptr<const snapshot_data>> capture();
     error_code build_restored(const snapshot_data& snap);
+    error_code build_shell();
     void fail_build(const error_code& ec);
     error_code prepare_images();  // read, parse and place: no KVM needed
     error_code load_images();     // copy into guest memory
@@ -156,6 +160,7 @@ private:
     // The snapshot this VM was restored from: its memory file backs guest RAM (MAP_PRIVATE),
     // and a capture of this VM needs to know which of its ranges hold data.
     std::shared_ptr<const snapshot_data> restored_from_;
+    bool shell_ready_ = false;  // prepare() built the VM's objects; restore() reuses them
 
     devices::bus pio_bus_;
     devices::bus mmio_bus_;

@@ -136,7 +136,9 @@ machine::error_code machine::create_vcpus(const std::function<std::vector<kvm_cp
         auto cpu = vm_->create_vcpu(i, *mmap_size);
         if (!cpu) return cpu.error();
         auto cpuid = cpuid_for(i);
-        if (auto ec = cpu->set_cpuid(cpuid)) return ec;
+        // None for a shell (prepare): its restore sets the snapshot's before the vCPU first runs.
+        if (!cpuid.empty())
+            if (auto ec = cpu->set_cpuid(cpuid)) return ec;
         if (boot) {
             if (auto ec = boot::setup_msrs(*cpu)) return ec;
             if (auto ec = boot::setup_lapic_lint(*cpu)) return ec;

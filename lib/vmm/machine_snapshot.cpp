@@ -234,6 +234,28 @@ void machine::restore(std::shared_ptr<const snapshot_data> snap, void_handler h)
     });
 }
 
+void machine::prepare(void_handler h) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (self->state() != kvm_lifecycle::created || self->shell_ready_)
+            return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
+        if (auto ec = self->build_shell()) {
+            self->fail_build(ec);
+            return self->complete(std::move(h), ec);
+        }
+        self->shell_ready_ = true;
+        self->complete(std::move(h), error_code{});
+    });
+}
+
+machine::error_code machine::build_shell() {
+    if (config_.vsock == vsock_link::com2_uart) return snapshot_errc::unsupported_vm;
+    if (config_.vcpu_count == 0) return microvm_errc::zero_vcpus;
+    if (config_.memory_mib == 0) return microvm_errc::memory_too_small;
+    if (auto ec = create_vm()) return ec;
+    if (auto ec = create_devices()) return ec;
+    return create_vcpus([](unsigned) { return std::vector<kvm_cpuid_entry2>(); }, false);
+}
+
 machine::error_code machine::build_restored(const snapshot_data& snap) {
     const auto& ms = snap.machine;
     // The shape comes from the caller's config and must be the snapshot's: nothing is resized
@@ -246,7 +268,8 @@ machine::error_code machine::build_restored(const snapshot_data& snap) {
     if (::fstat(snap.memory.get(), &st) != 0) return last_error();
     if (static_cast<std::uint64_t>(st.st_size) < ms.memory_bytes) return snapshot_errc::truncated;  // would SIGBUS
 
-    if (auto ec = create_vm()) return ec;
+    if (!shell_ready_)
+        if (auto ec = create_vm()) return ec;
     auto supported = kvm_->supported_cpuid();
     if (!supported) return supported.error();
     if (auto ec = check_cpu(snap.blob.metadata, ms.vcpus.front().cpuid, *supported, config_.vcpu_count)) return ec;
@@ -254,8 +277,15 @@ machine::error_code machine::build_restored(const snapshot_data& snap) {
     const int memfd = snap.memory.get();
     if (auto ec = add_ram([memfd](std::uint64_t offset, std::uint64_t size) { return memory::mapping::file_private(memfd, size, offset); }))
         return ec;
-    if (auto ec = create_devices()) return ec;
-    if (auto ec = create_vcpus([&](unsigned i) { return ms.vcpus[i].cpuid; }, false)) return ec;
+    if (!shell_ready_) {
+        if (auto ec = create_devices()) return ec;
+        if (auto ec = create_vcpus([&](unsigned i) { return ms.vcpus[i].cpuid; }, false)) return ec;
+    } else {
+        for (std::size_t i = 0; i < vcpus_.size(); ++i) {
+            if (auto ec = vcpus_[i]->cpu.set_cpuid(ms.vcpus[i].cpuid)) return ec;
+            vcpus_[i]->cpuid = ms.vcpus[i].cpuid;
+        }
+    }
 
     // Devices, from their own bytes; each checks what it reads.
     snapshot::state_reader devices(ms.devices);

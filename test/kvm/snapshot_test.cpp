@@ -68,18 +68,9 @@ asio::awaitable<microvm_sandbox> restore(asio::io_context& ctx, microvm_snapshot
     co_return std::move(sb);
 }
 
-asio::awaitable<std::string> shell(microvm_sandbox& sb, std::string command) {
-    auto [ec, r] = co_await sb.async_exec_shell(std::move(command), use_tuple);
-    BOOST_REQUIRE_MESSAGE(!ec, "exec: " << ec.message() << vm_report(sb));
-    BOOST_REQUIRE_MESSAGE(r.exit_code == 0, "exit " << r.exit_code << ": " << r.stderr_data);
-    co_return r.stdout_data;
-}
 
 
 
-std::int64_t host_now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // A process that keeps counting into /tmp/ticks while it lives; detached from the exec.
 constexpr const char* start_ticker =
@@ -90,8 +81,8 @@ constexpr const char* start_ticker =
 BOOST_AUTO_TEST_CASE(files_and_processes_survive_a_restore_and_open_streams_end_there) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
         auto original = co_await start_sandbox(ctx, vm::vsock_link::virtio_pci);
-        co_await shell(original, "echo kept > /tmp/before && mkdir -p /root/d && echo deep > /root/d/f");
-        BOOST_TEST(co_await shell(original, start_ticker) == "started\n");
+        co_await shell_ok(original, "echo kept > /tmp/before && mkdir -p /root/d && echo deep > /root/d/f");
+        BOOST_TEST(co_await shell_ok(original, start_ticker) == "started\n");
         vm::guest_exec_options streaming;
         auto [sec, stream] = co_await original.async_exec_stream(argv("sleep", "1001"), streaming, use_tuple);
         BOOST_REQUIRE_MESSAGE(!sec, sec.message());
@@ -103,24 +94,24 @@ BOOST_AUTO_TEST_CASE(files_and_processes_survive_a_restore_and_open_streams_end_
         BOOST_TEST(snap.memory_data_bytes() < std::uint64_t(guest_mib) << 20);
 
         auto clone = co_await restore(ctx, snap, "restored");
-        BOOST_TEST(co_await shell(clone, "cat /tmp/before /root/d/f") == "kept\ndeep\n");
+        BOOST_TEST(co_await shell_ok(clone, "cat /tmp/before /root/d/f") == "kept\ndeep\n");
         // The ticker goes on counting in the restored VM.
-        const auto first = std::stoi(co_await shell(clone, "cat /tmp/ticks"));
-        co_await shell(clone, "sleep 1");
-        const auto later = std::stoi(co_await shell(clone, "cat /tmp/ticks"));
+        const auto first = std::stoi(co_await shell_ok(clone, "cat /tmp/ticks"));
+        co_await shell_ok(clone, "sleep 1");
+        const auto later = std::stoi(co_await shell_ok(clone, "cat /tmp/ticks"));
         BOOST_TEST(later > first);
         // The stream's connection did not survive: the agent saw it reset and killed its command.
         std::string left;
         for (int i = 0; i < 50; ++i) {
-            left = co_await shell(clone, "ps -o args | grep '^sleep 1001' || true");
+            left = co_await shell_ok(clone, "ps -o args | grep '^sleep 1001' || true");
             if (left.empty()) break;
-            co_await shell(clone, "sleep 0.2");
+            co_await shell_ok(clone, "sleep 0.2");
         }
         BOOST_TEST(left == "");
-        BOOST_TEST(co_await shell(clone, "hostname") == "restored\n");
+        BOOST_TEST(co_await shell_ok(clone, "hostname") == "restored\n");
 
         // The original goes on: its stream is alive and ends as a killed command does.
-        BOOST_TEST(co_await shell(original, "hostname") == "original\n");
+        BOOST_TEST(co_await shell_ok(original, "hostname") == "original\n");
         auto [kec] = co_await stream.async_kill(use_tuple);
         BOOST_TEST(!kec);
         for (;;) {
@@ -148,7 +139,7 @@ BOOST_AUTO_TEST_CASE(restores_get_the_host_clock_their_own_entropy_and_hostname)
             // The guest's clock to the nanosecond: the mtime it gives a file it creates
             // (busybox's date has no %N).
             const auto before = host_now_ns();
-            co_await shell(*sb, "touch /tmp/now");
+            co_await shell_ok(*sb, "touch /tmp/now");
             const auto after = host_now_ns();
             auto [stec, st] = co_await sb->async_stat("/tmp/now", use_tuple);
             BOOST_REQUIRE_MESSAGE(!stec, stec.message());
@@ -158,31 +149,31 @@ BOOST_AUTO_TEST_CASE(restores_get_the_host_clock_their_own_entropy_and_hostname)
             BOOST_TEST(guest >= before - 1'000'000'000);
             BOOST_TEST(guest <= after + 1'000'000'000);
         }
-        const auto random_a = co_await shell(a, "head -c 32 /dev/urandom | od -An -tx1");
-        const auto random_b = co_await shell(b, "head -c 32 /dev/urandom | od -An -tx1");
+        const auto random_a = co_await shell_ok(a, "head -c 32 /dev/urandom | od -An -tx1");
+        const auto random_b = co_await shell_ok(b, "head -c 32 /dev/urandom | od -An -tx1");
         BOOST_TEST(random_a.size() > 64u);
         BOOST_TEST(random_a != random_b);
-        BOOST_TEST(co_await shell(a, "hostname") == "clone-a\n");
-        BOOST_TEST(co_await shell(b, "hostname") == "clone-b\n");
+        BOOST_TEST(co_await shell_ok(a, "hostname") == "clone-a\n");
+        BOOST_TEST(co_await shell_ok(b, "hostname") == "clone-b\n");
         // Each is its own machine.
-        co_await shell(a, "echo only-a > /tmp/mine");
-        BOOST_TEST(co_await shell(b, "cat /tmp/mine 2>/dev/null || echo absent") == "absent\n");
+        co_await shell_ok(a, "echo only-a > /tmp/mine");
+        BOOST_TEST(co_await shell_ok(b, "cat /tmp/mine 2>/dev/null || echo absent") == "absent\n");
     });
 }
 
 BOOST_AUTO_TEST_CASE(virtio_mmio_sandboxes_round_trip_too) {
     run_coroutine([](asio::io_context& ctx) -> asio::awaitable<void> {
         auto original = co_await start_sandbox(ctx, vm::vsock_link::virtio_mmio);
-        co_await shell(original, "echo mmio > /tmp/t");
+        co_await shell_ok(original, "echo mmio > /tmp/t");
         auto snap = co_await snapshot_of(original);
         BOOST_TEST((snap.vsock() == vm::vsock_link::virtio_mmio));
         auto clone = co_await restore(ctx, snap, "mmio-clone");
-        BOOST_TEST(co_await shell(clone, "cat /tmp/t") == "mmio\n");
+        BOOST_TEST(co_await shell_ok(clone, "cat /tmp/t") == "mmio\n");
         // A snapshot of a restored VM restores as well (its memory comes from the first file).
-        co_await shell(clone, "echo second > /tmp/u");
+        co_await shell_ok(clone, "echo second > /tmp/u");
         auto again = co_await snapshot_of(clone);
         auto grandchild = co_await restore(ctx, again, "grandchild");
-        BOOST_TEST(co_await shell(grandchild, "cat /tmp/t /tmp/u") == "mmio\nsecond\n");
+        BOOST_TEST(co_await shell_ok(grandchild, "cat /tmp/t /tmp/u") == "mmio\nsecond\n");
     });
 }
 
@@ -194,7 +185,7 @@ BOOST_AUTO_TEST_CASE(capture_to_disk_child, *boost::unit_test::disabled()) {
     const std::filesystem::path dir = suite.argv[suite.argc - 1];
     run_coroutine([&](asio::io_context& ctx) -> asio::awaitable<void> {
         auto original = co_await start_sandbox(ctx, vm::vsock_link::virtio_pci);
-        co_await shell(original, "echo from-the-other-process > /root/note");
+        co_await shell_ok(original, "echo from-the-other-process > /root/note");
         auto snap = co_await snapshot_of(original);
         auto ec = snap.save(dir);
         BOOST_REQUIRE_MESSAGE(!ec, "save: " << ec.message());
@@ -221,7 +212,7 @@ BOOST_AUTO_TEST_CASE(restores_from_disk_after_the_capturing_process_exited) {
         auto loaded = microvm_snapshot::load(dir);
         BOOST_REQUIRE_MESSAGE(loaded.has_value(), "load: " << loaded.error().message());
         auto clone = co_await restore(ctx, *loaded, "from-disk");
-        BOOST_TEST(co_await shell(clone, "cat /root/note") == "from-the-other-process\n");
+        BOOST_TEST(co_await shell_ok(clone, "cat /root/note") == "from-the-other-process\n");
     });
     std::filesystem::remove_all(dir);
 }
@@ -246,7 +237,7 @@ BOOST_AUTO_TEST_CASE(fifty_capture_restore_destroy_cycles_keep_fds_threads_and_r
                 }
                 auto snap = co_await snapshot_of(original);
                 auto clone = co_await restore(ctx, std::move(snap), "cycle");
-                co_await shell(clone, "true");
+                co_await shell_ok(clone, "true");
                 auto [dec] = co_await clone.async_destroy(use_tuple);
                 BOOST_REQUIRE(!dec);
             }
@@ -309,8 +300,8 @@ BOOST_AUTO_TEST_CASE(unusable_snapshots_and_vms_are_refused_with_typed_errors) {
         BOOST_REQUIRE_MESSAGE(!sec, sec.message());
         auto [uec, none5] = co_await slow.async_snapshot(use_tuple);
         BOOST_TEST((uec == vm::snapshot_errc::unsupported_vm));
-        BOOST_TEST(co_await shell(slow, "echo still-running") == "still-running\n");
+        BOOST_TEST(co_await shell_ok(slow, "echo still-running") == "still-running\n");
         // And the original is still fine after all this.
-        BOOST_TEST(co_await shell(original, "echo ok") == "ok\n");
+        BOOST_TEST(co_await shell_ok(original, "echo ok") == "ok\n");
     });
 }

@@ -76,6 +76,19 @@ inline std::size_t rss_bytes() {
     return resident * 4096;
 }
 
+/// Runs a shell command that must succeed (exit 0) and returns its standard output.
+inline asio::awaitable<std::string> shell_ok(vm::microvm_sandbox& sb, std::string command) {
+    auto [ec, r] = co_await sb.async_exec_shell(std::move(command), asio::as_tuple(asio::use_awaitable));
+    BOOST_REQUIRE_MESSAGE(!ec, "exec: " << ec.message() << vm_report(sb));
+    BOOST_REQUIRE_MESSAGE(r.exit_code == 0, "exit " << r.exit_code << ": " << r.stderr_data);
+    co_return r.stdout_data;
+}
+
+/// The host's wall clock, ns since the epoch (to compare with a guest's).
+inline std::int64_t host_now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 /// Runs `body` to completion on a fresh io_context; fails the test if it throws or outlives `limit`.
 template <class Body>
 void run_coroutine(Body body, std::chrono::steady_clock::duration limit = 300s) {

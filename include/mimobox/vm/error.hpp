@@ -113,6 +113,14 @@ enum class snapshot_errc {
     unsupported_vm,              ///< this VM cannot be captured: its vsock runs over the serial line (COM2)
 };
 
+/// restore_pool's own errors ("mimobox.restore_pool").
+enum class restore_pool_errc {
+    shape_mismatch = 1,  ///< the snapshot's vCPU count, memory size or vsock link is not the shells'
+    stopped,             ///< the pool was stopped (async_stop or its destructor)
+    exhausted,           ///< max_shells were out and none came back within acquire_timeout
+    invalid_config,      ///< a restore_pool_config that cannot work (see restore_pool's constructor)
+};
+
 /// Kinds of failure that cut across the domains. A condition compares equal to every error
 /// code listed for it; codes of other libraries that mean the same are noted.
 enum class condition {
@@ -156,6 +164,8 @@ inline boost::system::error_code make_error_code(vsock_errc e) noexcept { return
 
 const boost::system::error_category& snapshot_category() noexcept;
 inline boost::system::error_code make_error_code(snapshot_errc e) noexcept { return {static_cast<int>(e), snapshot_category()}; }
+const boost::system::error_category& restore_pool_category() noexcept;
+inline boost::system::error_code make_error_code(restore_pool_errc e) noexcept { return {static_cast<int>(e), restore_pool_category()}; }
 
 const boost::system::error_category& condition_category() noexcept;
 inline boost::system::error_condition make_error_condition(condition c) noexcept {
@@ -188,5 +198,8 @@ struct boost::system::is_error_code_enum<mimobox::vm::vsock_errc> : std::true_ty
 
 template <>
 struct boost::system::is_error_code_enum<mimobox::vm::snapshot_errc> : std::true_type {};
+
+template <>
+struct boost::system::is_error_code_enum<mimobox::vm::restore_pool_errc> : std::true_type {};
 template <>
 struct boost::system::is_error_condition_enum<mimobox::vm::condition> : std::true_type {};

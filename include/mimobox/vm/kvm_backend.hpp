@@ -83,6 +83,18 @@ public:
             std::move(snapshot));
     }
 
+    /// Builds a shell ahead of async_restore: the KVM VM, its devices and vCPUs, with no guest
+    /// memory, no guest state and no thread (state stays `created`). A restore into a shell
+    /// only maps memory and sets state, so a pool of shells (restore_pool) takes VM creation
+    /// out of the restore. The config's kernel and initramfs are not read. Errors: the boot's
+    /// platform errors, snapshot_errc::unsupported_vm (vsock over COM2), lifecycle_errc::
+    /// invalid_state if not `created` or already prepared. Not cancellable.
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_prepare(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [this](auto handler) { initiate_prepare(std::move(handler)); }, token);
+    }
+
     /// Captures a paused VM (lifecycle_errc::invalid_state otherwise): every vCPU's, the VM's
     /// and the devices' state, and the memory the guest touched, into a microvm_snapshot held
     /// in memory (save() writes it to disk). The VM stays paused; resume it or stop it. Costs
@@ -157,6 +169,7 @@ private:
     using void_handler = boost::asio::any_completion_handler<void(error_code)>;
     void initiate_boot(void_handler handler);
     void initiate_restore(microvm_snapshot snapshot, void_handler handler);
+    void initiate_prepare(void_handler handler);
     void initiate_snapshot(boost::asio::any_completion_handler<void(error_code, microvm_snapshot)> handler);
     void initiate_pause(void_handler handler);
     void initiate_resume(void_handler handler);

@@ -33,7 +33,7 @@
 // - async_remove, async_rename, async_mkdir: terminal and partial; done or not done (a
 //   recursive remove may have removed part of the tree).
 // - async_restore: as async_create.
-// - async_snapshot, async_destroy: not cancellable.
+// - async_snapshot, async_fork, async_destroy: not cancellable.
 // A type an operation does not honour is ignored: the operation runs to its end. A
 // cancellation that arrives after the operation's work is done does not undo it: the result
 // is delivered as usual. exec_stream.hpp lists its own operations.
@@ -131,6 +131,21 @@ public:
     auto async_snapshot(Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code, microvm_snapshot)>(
             [this](auto handler) { initiate_snapshot(std::move(handler)); }, token);
+    }
+
+    /// Forks the sandbox into `n` new ones (1..max_fork): one capture in memory (as
+    /// async_snapshot: this sandbox is paused for it, then goes on), then `n` restores of it
+    /// started together. Each clone is its own VM with this one's files, processes and memory,
+    /// its own hostname (this one's, suffixed "-<k>" with k unique in the process), fresh
+    /// entropy and the current clock; clones share the memory none of them changed. Clones of
+    /// clones work the same way. All or nothing: if one clone fails, the others are destroyed
+    /// and the first error is reported. Errors: those of async_snapshot and async_restore;
+    /// errc::invalid_argument for `n` out of range. Not cancellable.
+    static constexpr std::size_t max_fork = 1024;
+    template <boost::asio::completion_token_for<void(error_code, std::vector<microvm_sandbox>)> Token>
+    auto async_fork(std::size_t n, Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code, std::vector<microvm_sandbox>)>(
+            [this, n](auto handler) { initiate_fork(n, std::move(handler)); }, token);
     }
 
     /// Boots the VM, waits until the agent answers (sandbox_config::ready_timeout), seeds the
@@ -292,6 +307,7 @@ private:
     static void initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h);
     static void initiate_restore(executor_type ex, microvm_snapshot snapshot, sandbox_config config, handler<microvm_sandbox> h);
     void initiate_snapshot(handler<microvm_snapshot> h);
+    void initiate_fork(std::size_t n, handler<std::vector<microvm_sandbox>> h);
     void initiate_start(handler<> h);
     void initiate_exec(std::vector<std::string> argv, std::optional<std::string> shell, guest_exec_options options,
                        handler<guest_command_result> h);

@@ -53,8 +53,10 @@ public:
     /// The state (metadata, vCPU, VM and device state, the memory file's chunk hashes) as one
     /// self-checking byte string. Empty for an empty handle.
     std::vector<std::uint8_t> to_bytes() const;
-    /// The memory file, open read-only; valid while this snapshot (or a copy) lives. A captured
-    /// snapshot's is a sealed memfd: nobody can change it. -1 for an empty handle.
+    /// The memory file; valid while this snapshot (or a copy) lives. Read it, map it
+    /// MAP_PRIVATE or copy it; never write it: restored VMs map it. A captured snapshot's is a
+    /// memfd sealed against writes and resizing; a loaded one's is opened read-only.
+    /// -1 for an empty handle.
     int memory_fd() const noexcept;
     /// The inverse of to_bytes() and memory_fd(): checks the state's hash and fields, and every
     /// data chunk of the memory file against the state's record (a read of what the file holds,

@@ -1,0 +1,165 @@
+// Copy-on-write clones: host memory and threads per idle clone, fork time, and a restore
+// through a warm restore_pool against a cold boot, measured in the same run.
+//   clone_bench [CLONES]   (default 20; MIMOBOX_VM_ASSETS_DIR names the assets)
+// A 256 MiB guest is booted, forked into CLONES clones, and every clone is paused (an idle
+// pooled VM holds no vCPU thread). Host memory per clone is the growth of this process's
+// proportional set size (Pss in /proc/self/smaps_rollup: pages shared by n mappings count 1/n
+// each, so the clones' shared memory file is not counted n times) over the clones' creation,
+// divided by CLONES. JSON: clone_host_kib_per_vm, fork_ms_per_clone, pool_restore_vs_boot_ratio,
+// host_threads_idle (with the io_context's threads for reference), and the parts of each.
+#include <mimobox/vm/microvm_sandbox.hpp>
+#include <mimobox/vm/restore_pool.hpp>
+#include <mimobox/vm/vm_assets.hpp>
+
+#include "bench_support.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace mimobox::vm;
+using mimobox::bench::clock_type;
+using mimobox::bench::median;
+using mimobox::bench::ms_since;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+
+
+// Pss of the whole process, KiB.
+double pss_kib() {
+    std::ifstream f("/proc/self/smaps_rollup");
+    std::string key;
+    double value = 0;
+    while (f >> key) {
+        if (key == "Pss:") {
+            f >> value;
+            return value;
+        }
+        f.ignore(1 << 20, '\n');
+    }
+    return -1;
+}
+
+std::size_t threads() {
+    std::size_t n = 0;
+    if (DIR* d = ::opendir("/proc/self/task")) {
+        while (auto* e = ::readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+
+// Outside the coroutine: GCC 12 cannot compile a braced list of strings inside one.
+std::vector<std::string> true_argv() { return {"true"}; }
+
+asio::awaitable<bool> exec_ready(microvm_sandbox& sb) {
+    auto [ec, r] = co_await sb.async_exec(true_argv(), use_tuple);
+    co_return !ec && r.exit_code == 0;
+}
+
+asio::awaitable<int> run(std::size_t clones) {
+    auto ex = co_await asio::this_coro::executor;
+    auto config = microvm_config_from_assets_dir();
+    if (!config) {
+        std::cerr << "assets: " << config.error().message() << "\n";
+        co_return 2;
+    }
+    config->memory_mib = 256;
+    // The peer: cold boots to exec-ready.
+    std::vector<double> boots;
+    for (int i = 0; i < 3; ++i) {
+        const auto t = clock_type::now();
+        auto [ec, sb] = co_await microvm_sandbox::async_create(ex, *config, use_tuple);
+        if (ec || !co_await exec_ready(sb)) {
+            std::cerr << "boot: " << ec.message() << "\n";
+            co_return 1;
+        }
+        boots.push_back(ms_since(t));
+    }
+    auto [pec, parent] = co_await microvm_sandbox::async_create(ex, *config, use_tuple);
+    if (pec) co_return 1;
+    co_await exec_ready(parent);
+
+    // Fork, then pause every clone.
+    const double pss_before = pss_kib();
+    const std::size_t threads_before = threads();
+    const auto t = clock_type::now();
+    auto [fec, forked] = co_await parent.async_fork(clones, use_tuple);
+    if (fec) {
+        std::cerr << "fork: " << fec.message() << "\n";
+        co_return 1;
+    }
+    const double fork_ms = ms_since(t);
+    for (auto& c : forked) {
+        if (!co_await exec_ready(c)) co_return 1;
+        auto [ec] = co_await c.backend().async_pause(use_tuple);
+        if (ec) co_return 1;
+    }
+    asio::steady_timer settle(ex, std::chrono::milliseconds(500));
+    co_await settle.async_wait(use_tuple);
+    const double pss_after = pss_kib();
+    const std::size_t threads_idle = threads();
+
+    // Restores through a warm pool.
+    auto [sec, snap] = co_await parent.async_snapshot(use_tuple);
+    if (sec) co_return 1;
+    restore_pool_config pool_config;
+    pool_config.memory_mib = config->memory_mib;
+    pool_config.min_idle_shells = 2;
+    restore_pool pool(ex, pool_config);
+    std::vector<double> restores;
+    for (int i = 0; i < 5; ++i) {
+        while (pool.stats().idle_shells < 1) {
+            asio::steady_timer wait(ex, std::chrono::milliseconds(20));
+            co_await wait.async_wait(use_tuple);
+        }
+        const auto r = clock_type::now();
+        auto [rec, vm] = co_await pool.async_restore(snap, sandbox_config(), use_tuple);
+        if (rec || !co_await exec_ready(vm.sandbox())) {
+            std::cerr << "pool restore: " << rec.message() << "\n";
+            co_return 1;
+        }
+        restores.push_back(ms_since(r));
+    }
+    co_await pool.async_stop(use_tuple);
+
+    const double boot_ms = median(boots), restore_ms = median(restores);
+    std::printf("{\"bench\":\"clones\",\"clones\":%zu,\"guest_mib\":%u,\"clone_host_kib_per_vm\":%.0f,\"pss_before_kib\":%.0f,"
+                "\"pss_after_kib\":%.0f,\"fork_ms\":%.1f,\"fork_ms_per_clone\":%.1f,\"host_threads_idle\":%zu,"
+                "\"host_threads_before_fork\":%zu,\"io_context_threads\":1,\"boot_ms\":%.1f,\"pool_restore_ms\":%.1f,"
+                "\"pool_restore_vs_boot_ratio\":%.3f}\n",
+                clones, config->memory_mib, (pss_after - pss_before) / static_cast<double>(clones), pss_before, pss_after, fork_ms,
+                fork_ms / static_cast<double>(clones), threads_idle, threads_before, boot_ms, restore_ms, restore_ms / boot_ms);
+    co_return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::size_t clones = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+    asio::io_context ctx;
+    int rc = 1;
+    asio::co_spawn(ctx, run(clones), [&](std::exception_ptr e, int r) {
+        if (e) std::cerr << "clone_bench failed with an exception\n";
+        rc = e ? 1 : r;
+    });
+    ctx.run();
+    return rc;
+}
