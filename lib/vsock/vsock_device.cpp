@@ -24,6 +24,7 @@ void vsock_device::notify(std::size_t) { process(); }
 
 void vsock_device::reset() {
     queues_.clear();
+    reset_pending_ = false;
     tx_completions_unsignalled_ = 0;
     mux_.fail_all(vsock_errc::connection_reset);  // the driver's reset ends every stream
     // Host operations waiting on those streams learn of it in the owner's next turn; without
@@ -40,7 +41,8 @@ bool vsock_device::process() {
     if (!active()) return false;
     const pass tx = process_tx();
     if (!active()) return false;
-    pass rx_pass = process_rx();
+    if (reset_pending_ && queues_[event_queue].driver_avail_index() != event_avail_at_reset_) reset_pending_ = false;
+    pass rx_pass = reset_pending_ ? pass{} : process_rx();
     if (!active()) return false;
     bool rx_used = rx_pass.chains > 0;
     // Kicks for new RX buffers matter only while packets wait for them: otherwise the next
@@ -49,7 +51,7 @@ bool vsock_device::process() {
     auto& rx = queues_[rx_queue];
     const bool starved = starved_for_rx_buffers();
     rx.set_driver_notifications(starved);
-    if (starved && !rx_pass.budget_spent && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
+    if (starved && !reset_pending_ && !rx_pass.budget_spent && rx.driver_added_buffers()) {  // refilled just before it saw the flag change
         rx_pass = process_rx();
         rx_used = rx_pass.chains > 0 || rx_used;
         if (!active()) return false;
@@ -206,6 +208,10 @@ bool vsock_device::send_transport_reset() {
     if (auto ec = q.push_used(chain.head, written)) {
         fail(ec);
         return false;
+    }
+    if (written == 4) {
+        reset_pending_ = true;
+        event_avail_at_reset_ = q.driver_avail_index();
     }
     signal();
     return written == 4;

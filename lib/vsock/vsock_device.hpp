@@ -71,6 +71,13 @@ public:
     /// the device is inactive or the driver posted no event buffer (nothing to tell then: a
     /// driver that has not set up its event queue has no connections either).
     bool send_transport_reset();
+    /// After send_transport_reset, packets for the guest wait until the guest has handled the
+    /// event, which it shows by posting a new event buffer: Linux runs the RX work before the
+    /// event work when one interrupt carries both, so a connection request delivered earlier
+    /// would be accepted and then reset by the event. TX goes on. The owner ends the wait
+    /// itself (end_reset_wait) if the guest never posts one.
+    bool waiting_for_reset_ack() const noexcept { return reset_pending_; }
+    void end_reset_wait() noexcept { reset_pending_ = false; }
     /// Queue indices and the muxer's connections, for stall diagnostics.
     std::string describe() const;
 
@@ -94,6 +101,8 @@ private:
     std::vector<virtio::split_queue> queues_;
     std::uint64_t dropped_ = 0;
     std::uint32_t tx_completions_unsignalled_ = 0;
+    bool reset_pending_ = false;
+    std::uint16_t event_avail_at_reset_ = 0;
     std::function<void()> reschedule_;
 };
 

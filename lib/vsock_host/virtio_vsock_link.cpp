@@ -61,6 +61,7 @@ virtio_vsock_link::error_code virtio_vsock_link::attach(kvm::vm& vm, devices::bu
 
 void virtio_vsock_link::start(std::function<void()> on_activity, std::shared_ptr<void> keep_alive) {
     on_activity_ = std::move(on_activity);
+    owner_ = keep_alive;
     // A device activation that stopped at its bound continues in a later turn of the strand,
     // so other VMs' work on this thread runs in between (and stop() can).
     device_.on_more_work([this, owner = std::weak_ptr<void>(keep_alive)] {
@@ -78,6 +79,7 @@ void virtio_vsock_link::start(std::function<void()> on_activity, std::shared_ptr
 
 void virtio_vsock_link::stop() {
     stopped_ = true;
+    if (reset_ack_timer_) reset_ack_timer_->cancel();
     for (auto& ev : queue_events_) {
         error_code ignored;
         ev.close(ignored);
@@ -114,7 +116,16 @@ virtio_vsock_link::error_code virtio_vsock_link::restore(snapshot::state_reader&
 }
 
 void virtio_vsock_link::after_restore() {
-    device_.send_transport_reset();
+    if (device_.send_transport_reset()) {
+        // A guest that never reposts its event buffer must not keep our packets forever.
+        reset_ack_timer_.emplace(strand_, reset_ack_limit);
+        reset_ack_timer_->async_wait([this, owner = owner_](error_code ec) {
+            auto alive = owner.lock();  // the machine owns us: alive means we are too
+            if (ec || !alive || stopped_ || !device_.waiting_for_reset_ack()) return;
+            device_.end_reset_wait();
+            on_activity_();
+        });
+    }
     device_.process();  // buffers the guest queued before the capture, and its unheard kicks
     if (pci_) pci_->deliver_pending();
     else mmio_->resignal_used_buffers();

@@ -20,8 +20,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <chrono>
 #include <optional>
 #include <vector>
 
@@ -82,7 +84,12 @@ private:
     std::vector<boost::asio::posix::stream_descriptor> queue_events_;
     std::function<void()> on_activity_;
     bool stopped_ = false;
-    bool more_work_posted_ = false;  // a process() that hit its bound already asked for another turn
+    bool more_work_posted_ = false;
+    std::weak_ptr<void> owner_;  // from start(): the machine
+    // After a restore: how long packets for the guest may wait for it to acknowledge the
+    // transport reset (vsock_device::waiting_for_reset_ack) before they go anyway.
+    std::optional<boost::asio::steady_timer> reset_ack_timer_;
+    static constexpr std::chrono::milliseconds reset_ack_limit{1000};  // a process() that hit its bound already asked for another turn
 };
 
 }  // namespace mimobox::vmm

@@ -82,6 +82,22 @@ BOOST_AUTO_TEST_CASE(transport_reset_event_goes_to_the_event_queue_and_interrupt
     BOOST_TEST(rig.irq.count > before);
 }
 
+BOOST_AUTO_TEST_CASE(packets_for_the_guest_wait_until_it_has_handled_the_reset) {
+    vsock_rig rig;
+    rig.post_rx_buffers(4);
+    rig.ev->offer({}, {4});
+    BOOST_REQUIRE(rig.dev.send_transport_reset());
+    BOOST_TEST(rig.dev.waiting_for_reset_ack());
+    // The guest asks for a port nobody listens on; the answer (a reset) must wait.
+    rig.guest_send(rig.guest_header(vsock::op::request, 1000, 77));
+    BOOST_TEST(rig.received().empty());
+    // Linux reposts its event buffer once it has handled the event: then the answer goes.
+    rig.ev->offer({}, {4});
+    rig.wr(0x50, 2);
+    BOOST_TEST(!rig.dev.waiting_for_reset_ack());
+    BOOST_TEST(rig.received().size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(hostile_device_states_are_refused_and_leave_the_device_inactive) {
     vsock_rig rig;
     const auto bytes = saved(*rig.transport);
