@@ -125,6 +125,7 @@ public:
         case condition::agent_failed: return "the guest agent failed";
         case condition::connection_failed: return "the vsock connection failed";
         case condition::bad_snapshot: return "unusable snapshot";
+        case condition::out_of_host_resources: return "the host is out of file descriptors or memory";
         }
         return "unknown mimobox.condition";
     }
@@ -136,6 +137,9 @@ public:
         case condition::timed_out: return code == errc::timed_out;
         case condition::not_found: return code == errc::no_such_file_or_directory;
         case condition::permission_denied: return code == errc::permission_denied;
+        case condition::out_of_host_resources:
+            return code == errc::too_many_files_open || code == errc::too_many_files_open_in_system ||
+                   code == errc::not_enough_memory;
         default: return false;
         }
     }

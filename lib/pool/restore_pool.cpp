@@ -15,6 +15,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <sys/resource.h>
+
 #include <deque>
 #include <list>
 #include <mutex>
@@ -22,6 +24,15 @@
 namespace mimobox::vm {
 
 namespace detail {
+
+// Every VM holds a dozen descriptors (VM, vCPUs, eventfds, the memory file's mapping does
+// not): hundreds of clones pass the usual soft limit of 1024 long before the hard one.
+void raise_fd_limit() noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);  // not allowed (a sandbox of its own): keep the limit
+}
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -292,6 +303,7 @@ void pooled_restore_vm::release() noexcept {
 
 restore_pool::restore_pool(executor_type executor, restore_pool_config config)
     : state_(std::make_shared<detail::restore_pool_state>(std::move(executor), std::move(config))) {
+    detail::raise_fd_limit();
     if (state_->config_ok()) state_->start();
 }
 

@@ -27,7 +27,7 @@ std::vector<error_code> every_public_code() {
     for (auto& v : {all_codes(microvm_errc::invalid_kick_signal), all_codes(lifecycle_errc::vm_stopped),
                     all_codes(asset_errc::asset_integrity), all_codes(sandbox_errc::internal_error),
                     all_codes(guest_file_errc::not_a_regular_file), all_codes(vsock_errc::link_broken),
-                    all_codes(snapshot_errc::cpu_mismatch)})
+                    all_codes(snapshot_errc::unsupported_vm), all_codes(restore_pool_errc::invalid_config)})
         out.insert(out.end(), v.begin(), v.end());
     return out;
 }
@@ -93,7 +93,8 @@ BOOST_AUTO_TEST_CASE(timed_out_matches_host_deadlines_and_the_generic_code) {
     BOOST_TEST((errc::make_error_code(errc::timed_out) == condition::timed_out));
     BOOST_TEST((error_code(boost::asio::error::timed_out) == condition::timed_out));
     BOOST_TEST((error_code(boost::asio::error::operation_aborted) != condition::timed_out));
-    BOOST_TEST(count_matching(condition::timed_out) == 2u);
+    BOOST_TEST((error_code(restore_pool_errc::exhausted) == condition::timed_out));
+    BOOST_TEST(count_matching(condition::timed_out) == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(not_found_matches_guest_paths_assets_and_images) {
@@ -115,7 +116,8 @@ BOOST_AUTO_TEST_CASE(permission_denied_matches_the_guest_and_the_generic_code) {
 BOOST_AUTO_TEST_CASE(invalid_state_matches_lifecycle_misuse_and_a_closed_stdin) {
     BOOST_TEST((error_code(lifecycle_errc::invalid_state) == condition::invalid_state));
     BOOST_TEST((error_code(sandbox_errc::stdin_closed) == condition::invalid_state));
-    BOOST_TEST(count_matching(condition::invalid_state) == 2u);
+    BOOST_TEST((error_code(restore_pool_errc::stopped) == condition::invalid_state));
+    BOOST_TEST(count_matching(condition::invalid_state) == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(invalid_config_matches_every_configuration_code) {
@@ -124,7 +126,9 @@ BOOST_AUTO_TEST_CASE(invalid_config_matches_every_configuration_code) {
                    microvm_errc::invalid_vsock_cid, microvm_errc::invalid_vsock_link, microvm_errc::invalid_kick_signal})
         BOOST_TEST((error_code(e) == condition::invalid_config), error_code(e).message());
     BOOST_TEST((error_code(sandbox_errc::unsupported_transport) == condition::invalid_config));
-    BOOST_TEST(count_matching(condition::invalid_config) == 10u);
+    BOOST_TEST((error_code(snapshot_errc::unsupported_vm) == condition::invalid_config));
+    BOOST_TEST((error_code(restore_pool_errc::invalid_config) == condition::invalid_config));
+    BOOST_TEST(count_matching(condition::invalid_config) == 12u);
 }
 
 BOOST_AUTO_TEST_CASE(bad_guest_image_matches_unbootable_and_unverified_images) {
@@ -151,7 +155,7 @@ BOOST_AUTO_TEST_CASE(agent_failed_matches_an_agent_that_hung_up_or_misbehaved) {
 }
 
 BOOST_AUTO_TEST_CASE(conditions_have_messages_and_do_not_match_foreign_codes) {
-    for (int c = 1; c <= static_cast<int>(condition::bad_snapshot); ++c) {
+    for (int c = 1; c <= static_cast<int>(condition::out_of_host_resources); ++c) {
         auto cond = make_error_condition(static_cast<condition>(c));
         BOOST_TEST(cond.message().find("unknown") == std::string::npos);
         BOOST_TEST((errc::make_error_code(errc::io_error) != cond));
@@ -159,8 +163,17 @@ BOOST_AUTO_TEST_CASE(conditions_have_messages_and_do_not_match_foreign_codes) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(out_of_host_resources_matches_descriptor_and_memory_exhaustion) {
+    for (auto e : {errc::too_many_files_open, errc::too_many_files_open_in_system, errc::not_enough_memory})
+        BOOST_TEST((errc::make_error_code(e) == condition::out_of_host_resources));
+    BOOST_TEST((errc::make_error_code(errc::io_error) != condition::out_of_host_resources));
+    BOOST_TEST(count_matching(condition::out_of_host_resources) == 0u);  // no code of ours means it
+}
+
 BOOST_AUTO_TEST_CASE(bad_snapshot_matches_every_snapshot_code) {
-    BOOST_TEST(count_matching(condition::bad_snapshot) == 7u);
+    // Every snapshot_errc but unsupported_vm (a VM, not a snapshot), and the pool's shape mismatch.
+    BOOST_TEST(count_matching(condition::bad_snapshot) == 8u);
+    BOOST_TEST((error_code(restore_pool_errc::shape_mismatch) == condition::bad_snapshot));
     BOOST_TEST((error_code(snapshot_errc::corrupt_memory) == condition::bad_snapshot));
     BOOST_TEST((error_code(snapshot_errc::corrupt_memory) != condition::not_found));
 }

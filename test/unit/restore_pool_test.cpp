@@ -15,6 +15,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 using namespace mimobox;
@@ -75,6 +76,21 @@ BOOST_AUTO_TEST_CASE(configs_that_cannot_work_are_refused) {
     serial.vsock = vm::vsock_link::com2_uart;
     vm::restore_pool serial_pool(ctx.get_executor(), serial);
     BOOST_TEST((restore_once(ctx, serial_pool, fake_snapshot(1, 64)) == vm::condition::invalid_config));
+}
+
+BOOST_AUTO_TEST_CASE(a_pool_raises_the_descriptor_limit_to_the_hard_limit) {
+    rlimit limit{};
+    BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &limit) == 0);
+    if (limit.rlim_max > 256) {
+        rlimit lowered = limit;
+        lowered.rlim_cur = 256;
+        BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+    }
+    asio::io_context ctx;
+    vm::restore_pool pool(ctx.get_executor(), shape(0));
+    rlimit now{};
+    BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &now) == 0);
+    BOOST_TEST(now.rlim_cur == limit.rlim_max);
 }
 
 BOOST_AUTO_TEST_CASE(snapshots_of_another_shape_or_none_are_refused) {

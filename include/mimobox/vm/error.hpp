@@ -141,6 +141,9 @@ enum class condition {
                         ///< sandbox_errc::agent_disconnected, agent_protocol, agent_error
     connection_failed,  ///< a vsock connection refused, reset, closed or lost (every vsock_errc)
     bad_snapshot,       ///< a snapshot that is damaged, of another format, or for another VM shape or CPU
+    out_of_host_resources,  ///< the host ran out of file descriptors or memory: errc::too_many_files_open,
+                            ///< too_many_files_open_in_system, not_enough_memory (what KVM, mmap,
+                            ///< memfd and eventfd report when a process holds too many VMs)
 };
 
 

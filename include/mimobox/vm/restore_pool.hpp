@@ -88,7 +88,10 @@ public:
     using executor_type = boost::asio::any_io_executor;
     using error_code = boost::system::error_code;
 
-    /// Starts refilling at once. A config that cannot work (max_shells 0, min_idle_shells above
+    /// Starts refilling at once, after raising this process's RLIMIT_NOFILE soft limit to its
+    /// hard limit where allowed (each VM holds a dozen descriptors). Running out of descriptors
+    /// or memory anyway fails restores with the system's error, which compares equal to
+    /// condition::out_of_host_resources. A config that cannot work (max_shells 0, min_idle_shells above
     /// max_shells, refill_concurrency 0, vsock over COM2) makes every async_restore fail with
     /// restore_pool_errc::invalid_config.
     restore_pool(executor_type executor, restore_pool_config config);
