@@ -1,10 +1,11 @@
 // The documentation's code, compiled verbatim against the installed package and run in a VM:
-// the README's "Using the library" block and the opening examples of microvm_sandbox.hpp and
-// microvm_snapshot.hpp (copied in by extract-snippets.sh), plus the other `{}`-argument forms users write inside co_await. Built
+// the README's "Using the library" block and the opening examples of microvm_sandbox.hpp,
+// microvm_snapshot.hpp and restore_pool.hpp (copied in by extract-snippets.sh), plus the other `{}`-argument forms users write inside co_await. Built
 // with ASan and UBSan, so a temporary that GCC 12 mishandles in a co_await operand (a bad free,
 // a string pointing into a dead frame) fails the run instead of passing by luck.
 #include <mimobox/vm/microvm_sandbox.hpp>
 #include <mimobox/vm/microvm_snapshot.hpp>
+#include <mimobox/vm/restore_pool.hpp>
 #include <mimobox/vm/vm_assets.hpp>
 
 #include <boost/system/system_error.hpp>
@@ -64,6 +65,25 @@ asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_con
 }
 }  // namespace snapshot_example
 
+namespace restore_pool_example {
+using namespace mimobox::vm;
+namespace asio = boost::asio;
+
+// restore_pool.hpp's example, given a `snapshot`, a `pool_config` of its shape and `argv`.
+asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_config) {
+    auto sandbox = co_await microvm_sandbox::async_create(ex, vm_config, asio::use_awaitable);
+    auto snapshot = co_await sandbox.async_snapshot(asio::use_awaitable);
+    restore_pool_config pool_config;
+    pool_config.vcpu_count = snapshot.vcpu_count();
+    pool_config.memory_mib = snapshot.memory_mib();
+    std::vector<std::string> argv{"echo", "pooled"};
+#include "restore_pool_header_example.inc"
+    auto r = co_await vm.sandbox().async_exec(argv, asio::use_awaitable);
+    co_await pool.async_stop(asio::use_awaitable);
+    co_return r.stdout_data;
+}
+}  // namespace restore_pool_example
+
 int main() {
     boost::asio::io_context io;
     int readme_status = -1;
@@ -110,6 +130,16 @@ int main() {
     std::filesystem::remove_all(dir);
     std::printf("snapshot example: %s%s", snapshot_failure.c_str(), restored_read.c_str());
     if (!snapshot_failure.empty() || restored_read != "captured\n") return 5;
+    std::string pooled, pool_failure = "did not finish";
+    io.restart();
+    boost::asio::co_spawn(io, restore_pool_example::run(io.get_executor(), *config), [&](std::exception_ptr ep, std::string out) {
+        pool_failure.clear();
+        if (!ep) pooled = std::move(out);
+        else try { std::rethrow_exception(ep); } catch (const std::exception& e) { pool_failure = e.what(); }
+    });
+    io.run();
+    std::printf("restore_pool example: %s%s", pool_failure.c_str(), pooled.c_str());
+    if (!pool_failure.empty() || pooled != "pooled\n") return 6;
     std::puts("snippets: all passed");
     return 0;
 }
