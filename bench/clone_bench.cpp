@@ -1,8 +1,10 @@
 // Copy-on-write clones: host memory and threads per idle clone, fork time, and a restore
 // through a warm restore_pool against a cold boot, measured in the same run.
 //   clone_bench [CLONES]   (default 20; MIMOBOX_VM_ASSETS_DIR names the assets)
-// A 256 MiB guest is booted, forked into CLONES clones, and every clone is paused (an idle
-// pooled VM holds no vCPU thread). Host memory per clone is the growth of this process's
+// A 256 MiB guest is booted with sandbox_config::idle_pause_after and forked into CLONES
+// clones (which inherit it); each runs `true` once and then, idle, pauses itself (a paused VM
+// holds no vCPU thread). An exec on a paused clone (resume included) is timed against one on a
+// running clone. Host memory per clone is the growth of this process's
 // proportional set size (Pss in /proc/self/smaps_rollup: pages shared by n mappings count 1/n
 // each, so the clones' shared memory file is not counted n times) over the clones' creation,
 // divided by CLONES. JSON: clone_host_kib_per_vm, fork_ms_per_clone, pool_restore_vs_boot_ratio,
@@ -93,11 +95,13 @@ asio::awaitable<int> run(std::size_t clones) {
         }
         boots.push_back(ms_since(t));
     }
-    auto [pec, parent] = co_await microvm_sandbox::async_create(ex, *config, use_tuple);
+    sandbox_config pausing;
+    pausing.idle_pause_after = std::chrono::milliseconds(300);
+    auto [pec, parent] = co_await microvm_sandbox::async_create(ex, *config, pausing, use_tuple);
     if (pec) co_return 1;
     co_await exec_ready(parent);
 
-    // Fork, then pause every clone.
+    // Fork; every clone runs a command, then pauses itself.
     const double pss_before = pss_kib();
     const std::size_t threads_before = threads();
     const auto t = clock_type::now();
@@ -107,15 +111,33 @@ asio::awaitable<int> run(std::size_t clones) {
         co_return 1;
     }
     const double fork_ms = ms_since(t);
-    for (auto& c : forked) {
+    for (auto& c : forked)
         if (!co_await exec_ready(c)) co_return 1;
-        auto [ec] = co_await c.backend().async_pause(use_tuple);
-        if (ec) co_return 1;
+    const auto all_paused = [&] {
+        return std::all_of(forked.begin(), forked.end(), [](const microvm_sandbox& c) { return c.idle_paused(); }) &&
+               parent.idle_paused();
+    };
+    for (int waited = 0; !all_paused(); ++waited) {
+        if (waited == 600) {
+            std::cerr << "clones did not all pause within 60 s\n";
+            co_return 1;
+        }
+        asio::steady_timer wait(ex, std::chrono::milliseconds(100));
+        co_await wait.async_wait(use_tuple);
     }
-    asio::steady_timer settle(ex, std::chrono::milliseconds(500));
-    co_await settle.async_wait(use_tuple);
     const double pss_after = pss_kib();
     const std::size_t threads_idle = threads();
+
+    // An exec on an idle (paused) clone, its resume included, against one on a running clone.
+    std::vector<double> paused_execs, running_execs;
+    for (std::size_t i = 0; i < std::min<std::size_t>(5, forked.size()); ++i) {
+        auto t0 = clock_type::now();
+        if (!co_await exec_ready(forked[i])) co_return 1;
+        paused_execs.push_back(ms_since(t0));
+        t0 = clock_type::now();
+        if (!co_await exec_ready(forked[i])) co_return 1;
+        running_execs.push_back(ms_since(t0));
+    }
 
     // Restores through a warm pool.
     auto [sec, snap] = co_await parent.async_snapshot(use_tuple);
@@ -144,9 +166,10 @@ asio::awaitable<int> run(std::size_t clones) {
     std::printf("{\"bench\":\"clones\",\"clones\":%zu,\"guest_mib\":%u,\"clone_host_kib_per_vm\":%.0f,\"pss_before_kib\":%.0f,"
                 "\"pss_after_kib\":%.0f,\"fork_ms\":%.1f,\"fork_ms_per_clone\":%.1f,\"host_threads_idle\":%zu,"
                 "\"host_threads_before_fork\":%zu,\"io_context_threads\":1,\"boot_ms\":%.1f,\"pool_restore_ms\":%.1f,"
-                "\"pool_restore_vs_boot_ratio\":%.3f}\n",
+                "\"pool_restore_vs_boot_ratio\":%.3f,\"exec_after_idle_pause_ms\":%.1f,\"exec_running_ms\":%.1f}\n",
                 clones, config->memory_mib, (pss_after - pss_before) / static_cast<double>(clones), pss_before, pss_after, fork_ms,
-                fork_ms / static_cast<double>(clones), threads_idle, threads_before, boot_ms, restore_ms, restore_ms / boot_ms);
+                fork_ms / static_cast<double>(clones), threads_idle, threads_before, boot_ms, restore_ms, restore_ms / boot_ms,
+                median(paused_execs), median(running_execs));
     co_return 0;
 }
 

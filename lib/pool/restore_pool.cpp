@@ -15,7 +15,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <sys/resource.h>
+
+#include "pool/fd_limit.hpp"
 
 #include <deque>
 #include <list>
@@ -24,15 +25,6 @@
 namespace mimobox::vm {
 
 namespace detail {
-
-// Every VM holds a dozen descriptors (VM, vCPUs, eventfds, the memory file's mapping does
-// not): hundreds of clones pass the usual soft limit of 1024 long before the hard one.
-void raise_fd_limit() noexcept {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
-    limit.rlim_cur = limit.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &limit);  // not allowed (a sandbox of its own): keep the limit
-}
 
 namespace asio = boost::asio;
 using boost::system::error_code;

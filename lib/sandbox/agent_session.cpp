@@ -23,6 +23,11 @@ agent_session::agent_session(std::shared_ptr<sandbox_state> st) : st_(std::move(
 
 asio::awaitable<boost::system::error_code> agent_session::open(const agent::request& request,
                                                                std::chrono::steady_clock::time_point connect_deadline) {
+    if (!awake_.held()) {
+        auto [aec, lease] = co_await st_->hold_awake();  // an idle-paused VM resumes first
+        if (aec) co_return aec;
+        awake_ = std::move(lease);
+    }
     std::vector<std::uint8_t> encoded;
     agent::encode_request(encoded, request);
     for (int attempt = 0;; ++attempt) {

@@ -11,6 +11,7 @@
 #include "agent/messages.hpp"
 #include "agent/response_reader.hpp"
 #include "sandbox/agent_watchdog.hpp"
+#include "sandbox/sandbox_state.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
@@ -67,9 +68,13 @@ public:
     agent_watchdog& watchdog() noexcept { return watchdog_; }
     agent::response_reader& reader() noexcept { return reader_; }
     sandbox_state& sandbox() noexcept { return *st_; }
+    /// The session no longer needs the VM running (an exec's command ended): see
+    /// sandbox_config::idle_pause_after. Destroying the session does the same.
+    void release_awake() noexcept { awake_.release(); }
 
 private:
     std::shared_ptr<sandbox_state> st_;
+    awake_lease awake_;  // taken by open(): the guest must run to answer
     vsock_stream stream_;
     agent_watchdog watchdog_;
     agent::response_reader reader_;

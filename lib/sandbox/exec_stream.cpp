@@ -41,12 +41,14 @@ void exec_stream_state::finish() {
     session.watchdog().disarm();
     // Hang up now, not when the last owner lets go: an exec_stream may be kept long after.
     session.stream().close();
+    session.release_awake();
 }
 
 void exec_stream_state::break_stream() {
     broken = true;
     session.watchdog().disarm();
     session.stream().close();
+    session.release_awake();
 }
 
 asio::awaitable<exec_stream_state::writer_turn> exec_stream_state::acquire_writer() {

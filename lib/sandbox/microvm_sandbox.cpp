@@ -1,6 +1,7 @@
 #include "mimobox/vm/microvm_sandbox.hpp"
 
 #include "mimobox/vm/error.hpp"
+#include "pool/fd_limit.hpp"
 #include "sandbox/exec_stream_state.hpp"
 #include "sandbox/spawn_operation.hpp"
 
@@ -102,6 +103,7 @@ asio::awaitable<std::tuple<error_code>> start(std::shared_ptr<sandbox_state> st)
     st->agent_version = version;
     if (!st->transition(microvm_state::ready)) co_return std::tuple{error_code(lifecycle_errc::invalid_state)};
     st->refill_spares();
+    st->start_idle_clock();
     // A VM that stops on its own (guest poweroff, crash) leaves the sandbox failed.
     st->vm->async_wait_stopped([weak = std::weak_ptr<sandbox_state>(st)](error_code, vm_stop_info) {
         if (auto s = weak.lock()) s->transition(microvm_state::failed);
@@ -120,6 +122,10 @@ asio::awaitable<std::tuple<error_code, microvm_snapshot>> take_snapshot(std::sha
     if (auto ec = st->check_ready()) co_return std::tuple{ec, microvm_snapshot()};
     kvm_backend* backend = st->vm->backend();
     if (!backend) co_return std::tuple{error_code(boost::system::errc::make_error_code(boost::system::errc::operation_not_supported)), microvm_snapshot()};
+    // The idle pause keeps out of the way (and an idle-paused VM resumes: its capture then
+    // pauses it the usual way).
+    auto [aec, awake] = co_await st->hold_awake();
+    if (aec) co_return std::tuple{aec, microvm_snapshot()};
     auto [pec] = co_await backend->async_pause(use_tuple);
     if (pec) co_return std::tuple{pec, microvm_snapshot()};
     auto [sec, snap] = co_await backend->async_snapshot(use_tuple);
@@ -146,6 +152,7 @@ asio::awaitable<std::tuple<error_code, std::vector<microvm_sandbox>>> fork(std::
     using clones = std::vector<microvm_sandbox>;
     if (n == 0 || n > microvm_sandbox::max_fork)
         co_return std::tuple{error_code(boost::system::errc::make_error_code(boost::system::errc::invalid_argument)), clones()};
+    raise_fd_limit();
     auto [sec, snap] = co_await take_snapshot(st);
     if (sec) co_return std::tuple{sec, clones()};
     // Every restore at once: each is a VM of its own, on a strand of its own of the executor
@@ -211,6 +218,7 @@ microvm_sandbox::~microvm_sandbox() {
 microvm_sandbox::executor_type microvm_sandbox::get_executor() const noexcept { return state_->strand; }
 microvm_state microvm_sandbox::state() const noexcept { return state_ ? state_->state.load() : microvm_state::destroyed; }
 std::string microvm_sandbox::agent_version() const { return state_ ? state_->agent_version : std::string(); }
+bool microvm_sandbox::idle_paused() const noexcept { return state_ && state_->idle_paused(); }
 kvm_backend& microvm_sandbox::backend() noexcept { return *state_->vm->backend(); }
 
 void microvm_sandbox::initiate_create(executor_type ex, microvm_config vm, sandbox_config config, handler<microvm_sandbox> h) {

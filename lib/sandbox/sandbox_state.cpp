@@ -50,7 +50,12 @@ sandbox_state::sandbox_state(asio::any_io_executor executor, microvm_snapshot sn
                     std::move(cfg), executor) {}
 
 sandbox_state::sandbox_state(std::unique_ptr<sandbox_vm> v, sandbox_config cfg, asio::any_io_executor io)
-    : vm(std::move(v)), strand(vm->get_executor()), io_executor(io ? std::move(io) : strand), config(std::move(cfg)) {}
+    : vm(std::move(v)),
+      strand(vm->get_executor()),
+      io_executor(io ? std::move(io) : strand),
+      config(std::move(cfg)),
+      idle_timer_(strand),
+      phase_changed_(strand, asio::steady_timer::time_point::max()) {}
 
 error_code sandbox_state::check_ready() const {
     return state.load() == microvm_state::ready ? error_code{} : error_code(lifecycle_errc::invalid_state);
@@ -141,6 +146,62 @@ asio::awaitable<std::tuple<error_code, vsock_stream>> sandbox_state::connect_age
         if (tec) co_return std::tuple{error_code(tec), vsock_stream{}};
         backoff = std::min(backoff * 2, std::chrono::milliseconds(100));
     }
+}
+
+void awake_lease::release() noexcept {
+    if (auto st = std::exchange(st_, nullptr)) st->release_awake();
+}
+
+asio::awaitable<std::tuple<error_code, awake_lease>> sandbox_state::hold_awake() {
+    ++awake_holders_;
+    awake_lease lease(shared_from_this());  // given back however this ends, a throw included
+    idle_timer_.cancel();
+    for (;;) {
+        switch (idle_phase_.load()) {
+            case idle_phase::running:
+                co_return std::tuple{error_code{}, std::move(lease)};
+            case idle_phase::pausing:
+            case idle_phase::resuming:
+                // Woken by set_phase (the timer never expires on its own).
+                co_await phase_changed_.async_wait(use_tuple);
+                break;
+            case idle_phase::paused: {
+                set_phase(idle_phase::resuming);
+                auto [ec] = co_await vm->async_resume(use_tuple);
+                set_phase(ec ? idle_phase::paused : idle_phase::running);
+                if (ec) co_return std::tuple{classify(ec), awake_lease()};
+                break;
+            }
+        }
+    }
+}
+
+void sandbox_state::release_awake() noexcept {
+    if (--awake_holders_ == 0) start_idle_clock();
+}
+
+void sandbox_state::start_idle_clock() {
+    if (config.idle_pause_after.count() <= 0 || awake_holders_ > 0 || idle_phase_.load() != idle_phase::running) return;
+    if (state.load() != microvm_state::ready) return;
+    idle_timer_.expires_after(config.idle_pause_after);
+    idle_timer_.async_wait([weak = weak_from_this()](error_code ec) {
+        if (auto st = weak.lock(); st && !ec) st->on_idle();
+    });
+}
+
+void sandbox_state::on_idle() {
+    if (awake_holders_ > 0 || idle_phase_.load() != idle_phase::running || state.load() != microvm_state::ready) return;
+    set_phase(idle_phase::pausing);
+    vm->async_pause(asio::bind_executor(strand, [self = shared_from_this()](error_code ec) {
+        // A VM that stopped meanwhile stays "running" here: operations then fail with vm_stopped.
+        if (!ec) ++self->idle_pauses_;
+        self->set_phase(ec ? idle_phase::running : idle_phase::paused);
+    }));
+}
+
+void sandbox_state::set_phase(idle_phase p) {
+    idle_phase_.store(p);
+    phase_changed_.cancel();
 }
 
 error_code sandbox_state::classify(error_code ec, const agent_watchdog& watchdog) const {

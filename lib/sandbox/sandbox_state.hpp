@@ -32,6 +32,30 @@ namespace mimobox::vm::detail {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+class sandbox_state;
+
+/// Keeps a sandbox's VM running while held (sandbox_config::idle_pause_after): every agent
+/// session holds one, an exec_stream's until its command ended. Strand only; move-only.
+class awake_lease {
+public:
+    awake_lease() = default;
+    explicit awake_lease(std::shared_ptr<sandbox_state> st) noexcept : st_(std::move(st)) {}
+    awake_lease(awake_lease&& other) noexcept = default;
+    awake_lease& operator=(awake_lease&& other) noexcept {
+        if (this != &other) {
+            release();
+            st_ = std::move(other.st_);
+        }
+        return *this;
+    }
+    ~awake_lease() { release(); }
+    void release() noexcept;
+    bool held() const noexcept { return st_ != nullptr; }
+
+private:
+    std::shared_ptr<sandbox_state> st_;
+};
+
 class sandbox_state : public std::enable_shared_from_this<sandbox_state> {
 public:
     /// A KVM microVM for `vm`, with the agent link `config` asks for.
@@ -81,8 +105,32 @@ public:
     bool refill_spares();
     static constexpr std::size_t spare_target = 2;
 
+    /// Takes a lease that keeps the VM running, resuming it first if idle_pause_after paused
+    /// it. Fails (vm_stopped, or the resume's error) if the VM cannot run. Cancellation:
+    /// terminal; a resume already started completes for the next operation.
+    asio::awaitable<std::tuple<error_code, awake_lease>> hold_awake();
+    /// Starts counting idle time (the sandbox just became ready). Strand only.
+    void start_idle_clock();
+    /// Whether idle_pause_after has the VM paused now (any thread).
+    bool idle_paused() const noexcept { return idle_phase_.load() == idle_phase::paused; }
+    /// How often it paused so far (any thread).
+    std::uint64_t idle_pauses() const noexcept { return idle_pauses_.load(); }
+
 private:
+    friend class awake_lease;
+    void release_awake() noexcept;
+    void on_idle();
     void open_spare();
+
+    // The idle pause's state machine, strand only (atomic for the getters): running <->
+    // pausing -> paused -> resuming -> running. hold_awake waits out pausing and resuming.
+    enum class idle_phase { running, pausing, paused, resuming };
+    std::atomic<idle_phase> idle_phase_{idle_phase::running};
+    std::atomic<std::uint64_t> idle_pauses_{0};
+    std::size_t awake_holders_ = 0;
+    asio::steady_timer idle_timer_;
+    asio::steady_timer phase_changed_;  // never expires; cancel() wakes hold_awake's waiters
+    void set_phase(idle_phase p);
 
     std::deque<vsock_stream> spares_;
     std::size_t spares_pending_ = 0;

@@ -44,6 +44,14 @@ public:
         return boost::asio::async_initiate<Token, void(error_code, vm_stop_info)>([this](auto h) { wait_stopped(std::move(h)); },
                                                                                   token);
     }
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_pause(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>([this](auto h) { pause(std::move(h)); }, token);
+    }
+    template <boost::asio::completion_token_for<void(error_code)> Token>
+    auto async_resume(Token&& token) {
+        return boost::asio::async_initiate<Token, void(error_code)>([this](auto h) { resume(std::move(h)); }, token);
+    }
     template <boost::asio::completion_token_for<void(error_code, vsock_stream)> Token>
     auto async_vsock_connect(std::uint32_t guest_port, Token&& token) {
         return boost::asio::async_initiate<Token, void(error_code, vsock_stream)>(
@@ -54,6 +62,8 @@ protected:
     virtual void boot(handler<> h) = 0;
     virtual void stop(handler<> h) = 0;
     virtual void wait_stopped(handler<vm_stop_info> h) = 0;
+    virtual void pause(handler<> h) = 0;
+    virtual void resume(handler<> h) = 0;
     virtual void vsock_connect(std::uint32_t guest_port, handler<vsock_stream> h) = 0;
 };
 
@@ -80,6 +90,8 @@ protected:
     }
     void stop(handler<> h) override { backend_.async_stop(std::move(h)); }
     void wait_stopped(handler<vm_stop_info> h) override { backend_.async_wait_stopped(std::move(h)); }
+    void pause(handler<> h) override { backend_.async_pause(std::move(h)); }
+    void resume(handler<> h) override { backend_.async_resume(std::move(h)); }
     void vsock_connect(std::uint32_t guest_port, handler<vsock_stream> h) override {
         backend_.async_vsock_connect(guest_port, std::move(h));
     }

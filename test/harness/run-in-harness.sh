@@ -64,6 +64,10 @@ if [ -n "$assets" ]; then
   [ -n "$(ls "$root/harness/assets")" ] || harness_fail "no assets in $assets"
 fi
 {
+  # The test's own settings cross into the L1 (nothing else of this environment does).
+  for var in MIMOBOX_TEST_SCALE; do
+    if [ -n "${!var:-}" ]; then printf 'export %s=%q\n' "$var" "${!var}"; fi
+  done
   printf 'exec ./%q' "$(basename "$exe")"
   for a in "$@"; do printf ' %q' "$a"; done
   printf '\n'

@@ -223,12 +223,12 @@ BOOST_AUTO_TEST_CASE(restores_from_disk_after_the_capturing_process_exited) {
 extern "C" const char* __asan_default_options() { return "quarantine_size_mb=0"; }
 #endif
 
-BOOST_AUTO_TEST_CASE(fifty_capture_restore_destroy_cycles_keep_fds_threads_and_rss_flat) {
+BOOST_AUTO_TEST_CASE(capture_restore_destroy_cycles_keep_fds_threads_and_rss_flat) {
     run_coroutine(
         [](asio::io_context& ctx) -> asio::awaitable<void> {
             auto original = co_await start_sandbox(ctx, vm::vsock_link::virtio_pci);
             std::size_t fds = 0, threads = 0, rss = 0;
-            constexpr int cycles = 50, warm_up = 5;
+            const int cycles = test_scale(50, 20), warm_up = 5;
             for (int i = 0; i < cycles; ++i) {
                 if (i == warm_up) {
                     fds = count_entries("/proc/self/fd");

@@ -57,6 +57,14 @@ inline vm::microvm_config guest_config(std::string cmdline_extra, unsigned vcpus
     return cfg;
 }
 
+/// Scale tests (many cycles, big transfers) run their full size by default and a smaller one
+/// where MIMOBOX_TEST_SCALE=ci (set by .ci/run), so CI stays within its time budget; a leak
+/// that exists shows in either, the full size only makes a slow one plainer.
+inline int test_scale(int full, int ci) {
+    const char* scale = std::getenv("MIMOBOX_TEST_SCALE");
+    return scale && std::string(scale) == "ci" ? ci : full;
+}
+
 /// Entries of a /proc directory (/proc/self/fd, /proc/self/task): open fds, threads.
 inline std::size_t count_entries(const char* dir) {
     std::size_t n = 0;

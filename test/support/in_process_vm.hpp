@@ -118,6 +118,10 @@ public:
     /// Serves each connection's far end (the socket is closed after it returns). Default: the
     /// real agent. Set before the connection is made.
     std::function<void(int fd)> agent;
+    /// Pauses and resumes done (sandbox_config::idle_pause_after).
+    std::atomic<int> pauses{0}, resumes{0};
+    /// Resumes fail (lifecycle_errc::invalid_state) while set.
+    std::atomic<bool> refuse_resume{false};
     /// Connections to refuse (vsock_errc::connection_refused) before the next is accepted.
     std::atomic<int> refuse_connects{0};
     std::atomic<int> connections{0};
@@ -170,6 +174,24 @@ protected:
         asio::post(strand_, [this, h = std::move(h)]() mutable {
             if (state_.load() == vm::kvm_lifecycle::stopped) return std::move(h)(error_code{}, vm::vm_stop_info{});
             stop_waiters_.push_back(std::move(h));
+        });
+    }
+    // Like kvm_backend: pausing a running VM, resuming a paused one; connections are refused
+    // while paused (so an operation that forgot to resume fails).
+    void pause(handler<> h) override {
+        asio::post(strand_, [this, h = std::move(h)]() mutable {
+            auto expected = vm::kvm_lifecycle::running;
+            const bool ok = state_.compare_exchange_strong(expected, vm::kvm_lifecycle::paused);
+            if (ok) ++pauses;
+            std::move(h)(ok ? error_code{} : error_code(vm::lifecycle_errc::invalid_state));
+        });
+    }
+    void resume(handler<> h) override {
+        asio::post(strand_, [this, h = std::move(h)]() mutable {
+            auto expected = vm::kvm_lifecycle::paused;
+            const bool ok = !refuse_resume.load() && state_.compare_exchange_strong(expected, vm::kvm_lifecycle::running);
+            if (ok) ++resumes;
+            std::move(h)(ok ? error_code{} : error_code(vm::lifecycle_errc::invalid_state));
         });
     }
     void vsock_connect(std::uint32_t guest_port, handler<vm::vsock_stream> h) override {

@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "in_process_vm.hpp"
+#include "run_body.hpp"
 #include "mimobox/vm/error.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,6 +27,7 @@
 
 using namespace mimobox::vm;
 using mimobox::test::in_process_vm;
+using mimobox::test::shell;
 namespace asio = boost::asio;
 using boost::system::error_code;
 using namespace std::chrono_literals;
@@ -34,19 +36,9 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// Runs `body` to completion on the context; fails the test if it does not finish in time.
 template <class Body>
 void run(asio::io_context& ctx, Body body, std::chrono::seconds limit = 60s) {
-    bool done = false;
-    std::exception_ptr failure;
-    asio::co_spawn(ctx, std::move(body), [&](std::exception_ptr ep) {
-        done = true;
-        failure = ep;
-    });
-    ctx.restart();
-    ctx.run_for(limit);
-    BOOST_REQUIRE_MESSAGE(done, "the test body did not finish");
-    if (failure) std::rethrow_exception(failure);
+    mimobox::test::run_body(ctx, std::move(body), limit);
 }
 
 struct fixture {
@@ -97,11 +89,6 @@ void deaf_agent(int fd) {
     pollfd p{fd, POLLRDHUP, 0};
     while (::poll(&p, 1, -1) >= 0 && !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
     }
-}
-
-std::vector<std::string> shell(const std::string& command) {
-    std::vector<std::string> argv{"/bin/sh", "-c", command};
-    return argv;
 }
 
 }  // namespace

@@ -82,6 +82,9 @@ public:
     microvm_state state() const noexcept;
     /// The agent's version string, once ready.
     std::string agent_version() const;
+    /// Whether sandbox_config::idle_pause_after has the VM paused now (the next operation
+    /// resumes it). State stays `ready` meanwhile.
+    bool idle_paused() const noexcept;
     /// The VM underneath (console output, stop reason, vsock). Precondition: the sandbox is
     /// not empty.
     kvm_backend& backend() noexcept;
@@ -139,7 +142,10 @@ public:
     /// its own hostname (this one's, suffixed "-<k>" with k unique in the process), fresh
     /// entropy and the current clock; clones share the memory none of them changed. Clones of
     /// clones work the same way. All or nothing: if one clone fails, the others are destroyed
-    /// and the first error is reported. Errors: those of async_snapshot and async_restore;
+    /// and the first error is reported. Clones inherit this sandbox's sandbox_config (so an
+    /// idle_pause_after pauses them once idle). The process's RLIMIT_NOFILE soft limit is
+    /// raised to its hard limit first. Errors: those of async_snapshot and async_restore
+    /// (descriptors or memory running out: condition::out_of_host_resources);
     /// errc::invalid_argument for `n` out of range. Not cancellable.
     static constexpr std::size_t max_fork = 1024;
     template <boost::asio::completion_token_for<void(error_code, std::vector<microvm_sandbox>)> Token>
