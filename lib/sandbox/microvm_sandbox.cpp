@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <random>
+#include <thread>
 
 namespace mimobox::vm {
 
@@ -153,18 +154,31 @@ asio::awaitable<std::tuple<error_code, std::vector<microvm_sandbox>>> fork(std::
     if (n == 0 || n > microvm_sandbox::max_fork)
         co_return std::tuple{error_code(boost::system::errc::make_error_code(boost::system::errc::invalid_argument)), clones()};
     raise_fd_limit();
+    // The parent stays up until its clones are: a fork is an operation on it.
+    auto [aec, awake] = co_await st->hold_awake();
+    if (aec) co_return std::tuple{aec, clones()};
     auto [sec, snap] = co_await take_snapshot(st);
     if (sec) co_return std::tuple{sec, clones()};
-    // Every restore at once: each is a VM of its own, on a strand of its own of the executor
-    // this sandbox was made with, so they proceed in parallel on a thread pool.
+    // Restores in waves of a few per host CPU: each is a VM of its own, on a strand of its own
+    // of the executor this sandbox was made with, so a wave proceeds in parallel on a thread
+    // pool. More at once would only share the CPUs more thinly: with hundreds started together
+    // on a small host, each one's guest handshake could outlast ready_timeout.
     using restore_op = decltype(microvm_sandbox::async_restore(st->io_executor, snap, sandbox_config(), asio::deferred));
-    std::vector<restore_op> ops;
-    ops.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) ops.push_back(microvm_sandbox::async_restore(st->io_executor, snap, clone_config(st->config), asio::deferred));
-    auto [order, errors, made] = co_await asio::experimental::make_parallel_group(std::move(ops))
-                                     .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-    for (std::size_t i : order)
-        if (errors[i]) co_return std::tuple{errors[i], clones()};  // `made` goes, stopping every clone
+    const std::size_t wave = std::max<std::size_t>(4, 2 * std::thread::hardware_concurrency());
+    clones made;
+    made.reserve(n);
+    while (made.size() < n) {
+        std::vector<restore_op> ops;
+        const std::size_t count = std::min(wave, n - made.size());
+        ops.reserve(count);
+        for (std::size_t i = 0; i < count; ++i)
+            ops.push_back(microvm_sandbox::async_restore(st->io_executor, snap, clone_config(st->config), asio::deferred));
+        auto [order, errors, batch] = co_await asio::experimental::make_parallel_group(std::move(ops))
+                                          .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+        for (std::size_t i : order)
+            if (errors[i]) co_return std::tuple{errors[i], clones()};  // `made` and `batch` go, stopping every clone
+        for (auto& c : batch) made.push_back(std::move(c));
+    }
     co_return std::tuple{error_code{}, std::move(made)};
 }
 

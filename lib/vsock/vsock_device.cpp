@@ -218,7 +218,8 @@ bool vsock_device::send_transport_reset() {
 }
 
 std::string vsock_device::describe() const {
-    std::string out = "vsock device active=" + std::to_string(active()) + " dropped=" + std::to_string(dropped_) + "\n";
+    std::string out = "vsock device active=" + std::to_string(active()) + " dropped=" + std::to_string(dropped_) +
+                      " reset_ack_pending=" + std::to_string(reset_pending_) + "\n";
     static constexpr const char* names[] = {"rx", "tx", "event"};
     for (std::size_t i = 0; i < queues_.size(); ++i) {
         const auto& q = queues_[i];

@@ -57,8 +57,10 @@ BOOST_AUTO_TEST_CASE(ten_clones_of_a_fork_are_independent_the_parent_goes_on_and
     run_coroutine(
         [](asio::io_context& ctx) -> asio::awaitable<void> {
             const auto threads_before = count_entries("/proc/self/task");
-            // Clones inherit the parent's sandbox_config, idle pause included.
-            auto parent = co_await start_sandbox(ctx, std::chrono::milliseconds(1500));
+            // Clones inherit the parent's sandbox_config, idle pause included. Long enough that
+            // no VM pauses while the fork still restores (docs/known-issues.md: under the
+            // harness that sometimes breaks the restoring guest).
+            auto parent = co_await start_sandbox(ctx, std::chrono::milliseconds(5000));
             co_await shell_ok(parent, "echo shared > /tmp/base");
             auto [fec, clones] = co_await parent.async_fork(10, use_tuple);
             BOOST_REQUIRE_MESSAGE(!fec, "fork: " << fec.message());
@@ -93,7 +95,7 @@ BOOST_AUTO_TEST_CASE(ten_clones_of_a_fork_are_independent_the_parent_goes_on_and
             auto [zec, none] = co_await parent.async_fork(0, use_tuple);
             BOOST_TEST((zec == boost::system::errc::invalid_argument));
             // Left alone, all thirteen VMs pause: none holds a thread (each ran a vCPU thread).
-            co_await settle(ctx, std::chrono::milliseconds(4000));
+            co_await settle(ctx, std::chrono::milliseconds(8000));
             BOOST_TEST(parent.idle_paused());
             for (auto& c : clones) BOOST_TEST(c.idle_paused());
             for (auto& g : grandchildren) BOOST_TEST(g.idle_paused());

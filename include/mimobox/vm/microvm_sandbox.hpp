@@ -138,7 +138,7 @@ public:
 
     /// Forks the sandbox into `n` new ones (1..max_fork): one capture in memory (as
     /// async_snapshot: this sandbox is paused for it, then goes on), then `n` restores of it
-    /// started together. Each clone is its own VM with this one's files, processes and memory,
+    /// run in parallel, a few per host CPU at a time. Each clone is its own VM with this one's files, processes and memory,
     /// its own hostname (this one's, suffixed "-<k>" with k unique in the process), fresh
     /// entropy and the current clock; clones share the memory none of them changed. Clones of
     /// clones work the same way. All or nothing: if one clone fails, the others are destroyed
