@@ -109,6 +109,14 @@ constexpr error_row restore_pool_rows[] = {
     {static_cast<int>(restore_pool_errc::invalid_config), "invalid restore_pool_config", as_int(condition::invalid_config)},
 };
 
+constexpr error_row pool_rows[] = {
+    {static_cast<int>(pool_errc::exhausted), "vm pool exhausted: every sandbox is in use", as_int(condition::timed_out)},
+    {static_cast<int>(pool_errc::stopped), "vm pool stopped", as_int(condition::invalid_state)},
+    {static_cast<int>(pool_errc::acquire_timeout), "no pooled sandbox became free in time", as_int(condition::timed_out)},
+    {static_cast<int>(pool_errc::unhealthy), "vm pool unhealthy: starting sandboxes keeps failing"},
+    {static_cast<int>(pool_errc::invalid_config), "invalid vm_pool_config", as_int(condition::invalid_config)},
+};
+
 class condition_category_impl final : public boost::system::error_category {
 public:
     const char* name() const noexcept override { return "mimobox.condition"; }
@@ -179,6 +187,11 @@ const boost::system::error_category& vsock_category() noexcept {
 
 const boost::system::error_category& restore_pool_category() noexcept {
     static const common::table_category instance("mimobox.restore_pool", restore_pool_rows);
+    return instance;
+}
+
+const boost::system::error_category& pool_category() noexcept {
+    static const common::table_category instance("mimobox.pool", pool_rows);
     return instance;
 }
 

@@ -199,6 +199,17 @@ void sandbox_state::on_idle() {
     }));
 }
 
+asio::awaitable<error_code> sandbox_state::pause_now() {
+    if (awake_holders_ > 0 || idle_phase_.load() != idle_phase::running || state.load() != microvm_state::ready)
+        co_return error_code{};
+    idle_timer_.cancel();
+    set_phase(idle_phase::pausing);
+    auto [ec] = co_await vm->async_pause(use_tuple);
+    if (!ec) ++idle_pauses_;
+    set_phase(ec ? idle_phase::running : idle_phase::paused);
+    co_return ec;
+}
+
 void sandbox_state::set_phase(idle_phase p) {
     idle_phase_.store(p);
     phase_changed_.cancel();

@@ -111,6 +111,10 @@ public:
     asio::awaitable<std::tuple<error_code, awake_lease>> hold_awake();
     /// Starts counting idle time (the sandbox just became ready). Strand only.
     void start_idle_clock();
+    /// Pauses the VM now, as idle_pause_after would, if the sandbox is ready and nothing holds
+    /// it awake (else does nothing); the next operation resumes it. For vm_pool, which pauses
+    /// the sandboxes it keeps. Strand only.
+    asio::awaitable<error_code> pause_now();
     /// Whether idle_pause_after has the VM paused now (any thread).
     bool idle_paused() const noexcept { return idle_phase_.load() == idle_phase::paused; }
     /// How often it paused so far (any thread).

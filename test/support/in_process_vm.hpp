@@ -111,6 +111,7 @@ public:
         agent = [this](int fd) { agent::guest::serve_connection(fd, system_); };
     }
     ~in_process_vm() override {
+        *alive_ = false;
         close_all();
         join_all();
     }
@@ -162,7 +163,8 @@ protected:
         asio::post(strand_, asio::append(std::move(h), ec));
     }
     void stop(handler<> h) override {
-        asio::post(strand_, [this, h = std::move(h)]() mutable {
+        asio::post(strand_, [this, alive = alive_, h = std::move(h)]() mutable {
+            if (!*alive) return;  // the sandbox that owned us went before this ran
             state_ = vm::kvm_lifecycle::stopped;
             close_all();
             for (auto& w : stop_waiters_) asio::post(strand_, asio::append(std::move(w), error_code{}, vm::vm_stop_info{}));
@@ -171,7 +173,8 @@ protected:
         });
     }
     void wait_stopped(handler<vm::vm_stop_info> h) override {
-        asio::post(strand_, [this, h = std::move(h)]() mutable {
+        asio::post(strand_, [this, alive = alive_, h = std::move(h)]() mutable {
+            if (!*alive) return;  // the sandbox that owned us went before this ran
             if (state_.load() == vm::kvm_lifecycle::stopped) return std::move(h)(error_code{}, vm::vm_stop_info{});
             stop_waiters_.push_back(std::move(h));
         });
@@ -179,7 +182,8 @@ protected:
     // Like kvm_backend: pausing a running VM, resuming a paused one; connections are refused
     // while paused (so an operation that forgot to resume fails).
     void pause(handler<> h) override {
-        asio::post(strand_, [this, h = std::move(h)]() mutable {
+        asio::post(strand_, [this, alive = alive_, h = std::move(h)]() mutable {
+            if (!*alive) return;  // the sandbox that owned us went before this ran
             auto expected = vm::kvm_lifecycle::running;
             const bool ok = state_.compare_exchange_strong(expected, vm::kvm_lifecycle::paused);
             if (ok) ++pauses;
@@ -187,7 +191,8 @@ protected:
         });
     }
     void resume(handler<> h) override {
-        asio::post(strand_, [this, h = std::move(h)]() mutable {
+        asio::post(strand_, [this, alive = alive_, h = std::move(h)]() mutable {
+            if (!*alive) return;  // the sandbox that owned us went before this ran
             auto expected = vm::kvm_lifecycle::paused;
             const bool ok = !refuse_resume.load() && state_.compare_exchange_strong(expected, vm::kvm_lifecycle::running);
             if (ok) ++resumes;
@@ -195,7 +200,8 @@ protected:
         });
     }
     void vsock_connect(std::uint32_t guest_port, handler<vm::vsock_stream> h) override {
-        asio::post(strand_, [this, guest_port, h = std::move(h)]() mutable {
+        asio::post(strand_, [this, alive = alive_, guest_port, h = std::move(h)]() mutable {
+            if (!*alive) return;  // the sandbox that owned us went before this ran
             if (state_.load() != vm::kvm_lifecycle::running)
                 return std::move(h)(error_code(vm::lifecycle_errc::invalid_state), vm::vsock_stream());
             if (refuse_connects.load() > 0) {
@@ -227,6 +233,9 @@ private:
     }
 
     asio::any_io_executor strand_;
+    // Work posted to the strand checks it: a sandbox (and so this VM) may be destroyed right
+    // after asking for a stop, as kvm_backend allows.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     std::atomic<vm::kvm_lifecycle> state_{vm::kvm_lifecycle::created};
     agent::guest::guest_system system_;
     mutable std::mutex mutex_;

@@ -13,8 +13,8 @@
 
 namespace mimobox::test {
 
-/// Runs `body` (an awaitable) to completion on `ctx`; fails the test if it does not finish
-/// within `limit`, and rethrows what it threw.
+/// Runs `body` (an awaitable) to completion on `ctx`, and no further; fails the test if it
+/// does not finish within `limit`, and rethrows what it threw.
 template <class Body>
 void run_body(boost::asio::io_context& ctx, Body body, std::chrono::seconds limit = std::chrono::seconds(60)) {
     bool done = false;
@@ -22,6 +22,7 @@ void run_body(boost::asio::io_context& ctx, Body body, std::chrono::seconds limi
     boost::asio::co_spawn(ctx, std::move(body), [&](std::exception_ptr ep) {
         done = true;
         failure = ep;
+        ctx.stop();  // background work (a pool's maintenance timer) would keep run_for going
     });
     ctx.restart();
     ctx.run_for(limit);

@@ -121,6 +121,15 @@ enum class restore_pool_errc {
     invalid_config,      ///< a restore_pool_config that cannot work (see restore_pool's constructor)
 };
 
+/// vm_pool's own errors ("mimobox.pool").
+enum class pool_errc {
+    exhausted = 1,   ///< max_size were out and acquire_timeout is 0 (no wait asked for)
+    stopped,         ///< the pool was stopped (async_stop or its destructor)
+    acquire_timeout, ///< no sandbox became free within acquire_timeout
+    unhealthy,       ///< starting sandboxes failed max_consecutive_failures times in a row
+    invalid_config,  ///< a vm_pool_config that cannot work (see vm_pool's constructor)
+};
+
 /// Kinds of failure that cut across the domains. A condition compares equal to every error
 /// code listed for it; codes of other libraries that mean the same are noted.
 enum class condition {
@@ -170,6 +179,9 @@ inline boost::system::error_code make_error_code(snapshot_errc e) noexcept { ret
 const boost::system::error_category& restore_pool_category() noexcept;
 inline boost::system::error_code make_error_code(restore_pool_errc e) noexcept { return {static_cast<int>(e), restore_pool_category()}; }
 
+const boost::system::error_category& pool_category() noexcept;
+inline boost::system::error_code make_error_code(pool_errc e) noexcept { return {static_cast<int>(e), pool_category()}; }
+
 const boost::system::error_category& condition_category() noexcept;
 inline boost::system::error_condition make_error_condition(condition c) noexcept {
     return {static_cast<int>(c), condition_category()};
@@ -204,5 +216,7 @@ struct boost::system::is_error_code_enum<mimobox::vm::snapshot_errc> : std::true
 
 template <>
 struct boost::system::is_error_code_enum<mimobox::vm::restore_pool_errc> : std::true_type {};
+template <>
+struct boost::system::is_error_code_enum<mimobox::vm::pool_errc> : std::true_type {};
 template <>
 struct boost::system::is_error_condition_enum<mimobox::vm::condition> : std::true_type {};
