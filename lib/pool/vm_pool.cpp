@@ -222,9 +222,10 @@ private:
     std::size_t busy() const noexcept { return starting_ + checking_ + pausing_; }
 
     // Starts sandboxes until min_idle are idle or on the way (more while acquisitions wait),
-    // within max_size and refill_concurrency; not while the source is failing.
+    // within max_size and refill_concurrency; not while the source is failing, nor while a
+    // pause is under way (see pause_idle).
     void refill() {
-        while (!stopped_ && !unhealthy_ && starting_ < config_.refill_concurrency && alive() < config_.max_size &&
+        while (!stopped_ && !unhealthy_ && pausing_ == 0 && starting_ < config_.refill_concurrency && alive() < config_.max_size &&
                idle_.size() + starting_ < std::max(config_.min_idle, waiters_.size())) {
             ++starting_;
             asio::co_spawn(strand_, start_one(shared_from_this()), asio::detached);
@@ -262,8 +263,9 @@ private:
         self->after_work();
     }
 
-    // Pauses idle sandboxes, once no other sandbox is starting: under the harness a VM paused
-    // while another restores sometimes breaks the restoring guest (docs/known-issues.md).
+    // Pauses idle sandboxes, once no other sandbox is starting (and refill waits for the
+    // pauses): under the harness a VM paused while another restores sometimes breaks the
+    // restoring guest (docs/known-issues.md).
     void pause_idle() {
         if (!config_.pause_idle || stopped_ || starting_ > 0) return;
         for (auto& vm : idle_) {
@@ -274,6 +276,7 @@ private:
             asio::co_spawn(st->strand, st->pause_now(), [self = shared_from_this()](std::exception_ptr, error_code) {
                 asio::post(self->strand_, [self] {
                     --self->pausing_;
+                    self->refill();  // held back while the pause ran
                     self->after_work();
                 });
             });
