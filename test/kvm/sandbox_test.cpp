@@ -495,11 +495,12 @@ BOOST_AUTO_TEST_CASE(a_large_file_round_trips) {
                 std::memcpy(&data[i], &x, 8);
             }
             const auto t0 = std::chrono::steady_clock::now();
-            // A transfer this slow is stuck: show what the guest kernel said, for diagnosis.
+            // A transfer this slow is stuck: show what the guest kernel said, for diagnosis. The
+            // timer is cancelled when the transfer ends (else the test would wait it out).
             auto* sbp = &sb;
-            asio::co_spawn(ctx, [sbp]() -> asio::awaitable<void> {
-                asio::steady_timer t(co_await asio::this_coro::executor, 150s);
-                auto [ec] = co_await t.async_wait(use_tuple);
+            auto stuck = std::make_shared<asio::steady_timer>(ctx, 150s);
+            asio::co_spawn(ctx, [sbp, stuck]() -> asio::awaitable<void> {
+                auto [ec] = co_await stuck->async_wait(use_tuple);
                 if (!ec && sbp->state() == vm::microvm_state::ready)
                     std::fprintf(stderr, "large file transfer still running after 150 s; guest console:\n%s\n",
                                  sbp->backend().console_output().c_str());
@@ -512,6 +513,7 @@ BOOST_AUTO_TEST_CASE(a_large_file_round_trips) {
             const auto expected_hash = std::hash<std::string_view>{}(data);
             std::string().swap(data);
             auto [rec, back] = co_await sb.async_read_file("/tmp/big", use_tuple);
+            stuck->cancel();
             BOOST_REQUIRE_MESSAGE(!rec, rec.message());
             const auto t2 = std::chrono::steady_clock::now();
             BOOST_TEST(back.size() == expected_size);
