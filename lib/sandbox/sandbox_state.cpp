@@ -9,6 +9,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -190,13 +191,9 @@ void sandbox_state::start_idle_clock() {
 }
 
 void sandbox_state::on_idle() {
-    if (awake_holders_ > 0 || idle_phase_.load() != idle_phase::running || state.load() != microvm_state::ready) return;
-    set_phase(idle_phase::pausing);
-    vm->async_pause(asio::bind_executor(strand, [self = shared_from_this()](error_code ec) {
-        // A VM that stopped meanwhile stays "running" here: operations then fail with vm_stopped.
-        if (!ec) ++self->idle_pauses_;
-        self->set_phase(ec ? idle_phase::running : idle_phase::paused);
-    }));
+    // pause_now checks again that nothing holds the VM awake; a VM that stopped meanwhile
+    // stays "running" there, and operations then fail with vm_stopped.
+    asio::co_spawn(strand, pause_now(), asio::detached);
 }
 
 asio::awaitable<error_code> sandbox_state::pause_now() {
