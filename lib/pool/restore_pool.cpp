@@ -17,9 +17,9 @@
 
 
 #include "pool/fd_limit.hpp"
+#include "pool/waiter_queue.hpp"
 
 #include <deque>
-#include <list>
 #include <mutex>
 
 namespace mimobox::vm {
@@ -54,28 +54,19 @@ public:
     }
 
     void restore(microvm_snapshot snap, sandbox_config cfg, restore_handler h) {
-        const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
-        // Installed on the initiating thread so a cancellation right after initiation finds it;
-        // it only ever acts on the strand, and only while the request still waits for a shell.
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected())
-            slot.assign([weak = weak_from_this(), id](asio::cancellation_type type) {
-                if (!(type & (asio::cancellation_type::terminal | asio::cancellation_type::partial))) return;
-                if (auto self = weak.lock()) asio::post(self->strand_, [self, id] { self->abort_waiter(id, asio::error::operation_aborted); });
-            });
+        const auto id = waiters_.connect_cancellation(h, weak_from_this());
         asio::post(strand_, [self = shared_from_this(), id, snap = std::move(snap), cfg = std::move(cfg), h = std::move(h)]() mutable {
-            if (!self->config_ok()) return self->fail(std::move(h), restore_pool_errc::invalid_config);
-            if (self->stopped_) return self->fail(std::move(h), restore_pool_errc::stopped);
-            if (!snap.valid()) return self->fail(std::move(h), snapshot_errc::not_a_snapshot);
+            if (!self->config_ok()) return self->waiters_.fail(std::move(h), restore_pool_errc::invalid_config);
+            if (self->stopped_) return self->waiters_.fail(std::move(h), restore_pool_errc::stopped);
+            if (!snap.valid()) return self->waiters_.fail(std::move(h), snapshot_errc::not_a_snapshot);
             if (snap.vcpu_count() != self->config_.vcpu_count || snap.memory_mib() != self->config_.memory_mib ||
                 snap.vsock() != self->config_.vsock)
-                return self->fail(std::move(h), restore_pool_errc::shape_mismatch);
-            auto& w = self->waiters_.emplace_back(waiter{id, std::move(snap), std::move(cfg), std::move(h), nullptr});
-            w.timer = std::make_shared<asio::steady_timer>(self->strand_, self->config_.acquire_timeout);
-            w.timer->async_wait([weak = self->weak_from_this(), id](error_code ec) {
-                if (ec) return;  // cancelled: served or aborted already
-                if (auto s = weak.lock()) s->abort_waiter(id, restore_pool_errc::exhausted);
-            });
+                return self->waiters_.fail(std::move(h), restore_pool_errc::shape_mismatch);
+            // Always a deadline: at 0, a request no ready shell serves now fails with exhausted.
+            const std::chrono::steady_clock::duration deadline = std::max<std::chrono::steady_clock::duration>(
+                self->config_.acquire_timeout, std::chrono::nanoseconds(1));
+            self->waiters_.push(id, request{std::move(snap), std::move(cfg)}, std::move(h), deadline, restore_pool_errc::exhausted,
+                                self->weak_from_this());
             self->serve();
         });
     }
@@ -102,42 +93,22 @@ public:
         if (stopped_) return;
         stopped_ = true;
         idle_.clear();  // each backend's destructor stops its shell
-        for (auto& w : std::exchange(waiters_, {})) {
-            w.timer->cancel();
-            asio::get_associated_cancellation_slot(w.handler).clear();
-            fail(std::move(w.handler), asio::error::operation_aborted);
-        }
+        waiters_.abort_all(asio::error::operation_aborted);
         update_stats();
     }
 
+    void abort_waiter(std::uint64_t id, error_code ec) { waiters_.abort(id, ec); }
+
 private:
-    struct waiter {
-        std::uint64_t id;
+    struct request {
         microvm_snapshot snapshot;
         sandbox_config config;
-        restore_handler handler;
-        std::shared_ptr<asio::steady_timer> timer;
     };
+    using waiter = waiter_queue<pooled_restore_vm, request>::waiter;
 
-    // Through post: the handler runs on its associated executor (else the pool's strand),
-    // never inside an initiating function.
-    template <class Handler, class... Args>
-    void complete(Handler h, Args... args) {
-        asio::post(strand_, asio::append(std::move(h), std::move(args)...));
-    }
-    void fail(restore_handler h, error_code ec) {
-        asio::get_associated_cancellation_slot(h).clear();
-        complete(std::move(h), ec, pooled_restore_vm());
-    }
-
-    void abort_waiter(std::uint64_t id, error_code ec) {
-        for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-            if (it->id != id) continue;
-            it->timer->cancel();
-            auto h = std::move(it->handler);
-            waiters_.erase(it);
-            return fail(std::move(h), ec);
-        }
+    template <class Handler>
+    void complete(Handler h, error_code ec) {
+        asio::post(strand_, asio::append(std::move(h), ec));
     }
 
     std::size_t alive() const noexcept { return idle_.size() + creating_ + in_use_; }
@@ -171,11 +142,7 @@ private:
         self->after_work();
         if (ec && !self->stopped_) {
             // A host that cannot make shells would spin: fail the waiters instead.
-            for (auto& w : std::exchange(self->waiters_, {})) {
-                w.timer->cancel();
-                asio::get_associated_cancellation_slot(w.handler).clear();
-                self->fail(std::move(w.handler), ec);
-            }
+            self->waiters_.abort_all(ec);
             co_return;
         }
         self->refill();
@@ -185,10 +152,7 @@ private:
     // Gives ready shells to waiting requests, oldest first.
     void serve() {
         while (!stopped_ && !waiters_.empty() && !idle_.empty()) {
-            auto w = std::move(waiters_.front());
-            waiters_.pop_front();
-            w.timer->cancel();
-            asio::get_associated_cancellation_slot(w.handler).clear();
+            auto w = waiters_.pop_front();
             auto shell = std::move(idle_.front());
             idle_.pop_front();
             ++in_use_;
@@ -201,8 +165,8 @@ private:
 
     static asio::awaitable<void> restore_into(std::shared_ptr<restore_pool_state> self, std::unique_ptr<kvm_backend> shell, waiter w) {
         const auto started = std::chrono::steady_clock::now();
-        auto vm = std::make_unique<kvm_sandbox_vm>(std::move(*shell), std::move(w.snapshot));
-        auto st = std::make_shared<sandbox_state>(std::move(vm), std::move(w.config), self->io_);
+        auto vm = std::make_unique<kvm_sandbox_vm>(std::move(*shell), std::move(w.request.snapshot));
+        auto st = std::make_shared<sandbox_state>(std::move(vm), std::move(w.request.config), self->io_);
         auto sb = sandbox_access::make(st);
         auto [ec] = co_await sb.async_start(use_tuple);
         co_await asio::post(self->strand_, asio::use_awaitable);
@@ -223,9 +187,9 @@ private:
         if (ec) {
             --self->in_use_;
             sb = microvm_sandbox();  // stops the VM
-            self->fail(std::move(w.handler), ec);
+            self->waiters_.fail(std::move(w.handler), ec);
         } else {
-            self->complete(std::move(w.handler), error_code{}, pooled_restore_vm(std::move(sb), self->weak_from_this()));
+            self->waiters_.succeed(std::move(w.handler), pooled_restore_vm(std::move(sb), self->weak_from_this()));
         }
         self->after_work();
         self->refill();
@@ -249,11 +213,10 @@ private:
     asio::strand<asio::any_io_executor> strand_;
     const restore_pool_config config_;
     std::deque<std::unique_ptr<kvm_backend>> idle_;
-    std::deque<waiter> waiters_;
+    waiter_queue<pooled_restore_vm, request> waiters_{strand_};
     std::vector<asio::any_completion_handler<void(error_code)>> stop_waiters_;
     std::size_t creating_ = 0, restoring_ = 0, in_use_ = 0;
     bool stopped_ = false;
-    std::atomic<std::uint64_t> next_id_{1};
     mutable std::mutex stats_mutex_;
     restore_pool_stats stats_;
 };
@@ -281,14 +244,7 @@ pooled_restore_vm& pooled_restore_vm::operator=(pooled_restore_vm&& other) noexc
 void pooled_restore_vm::release() noexcept {
     if (!std::exchange(held_, false)) return;
     sandbox_ = microvm_sandbox();  // the sandbox's destructor stops the VM
-    if (auto pool = pool_.lock()) {
-        try {
-            pool->released();
-        } catch (...) {
-            // Out of memory posting: the capacity stays counted, which only makes the pool smaller.
-        }
-    }
-    pool_.reset();
+    detail::return_capacity(pool_);
 }
 
 // ---- restore_pool

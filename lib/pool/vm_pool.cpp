@@ -3,6 +3,7 @@
 #include "mimobox/vm/error.hpp"
 #include "pool/fd_limit.hpp"
 #include "pool/vm_source.hpp"
+#include "pool/waiter_queue.hpp"
 #include "sandbox/sandbox_access.hpp"
 #include "sandbox/sandbox_state.hpp"
 
@@ -124,29 +125,15 @@ public:
     }
 
     void acquire(acquire_handler h) {
-        const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
-        // Installed on the initiating thread so a cancellation right after initiation finds it;
-        // it only acts on the strand, and only while the request still waits.
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected())
-            slot.assign([weak = weak_from_this(), id](asio::cancellation_type type) {
-                if (!(type & (asio::cancellation_type::terminal | asio::cancellation_type::partial))) return;
-                if (auto self = weak.lock()) asio::post(self->strand_, [self, id] { self->abort_waiter(id, asio::error::operation_aborted); });
-            });
+        const auto id = waiters_.connect_cancellation(h, weak_from_this());
         asio::post(strand_, [self = shared_from_this(), id, h = std::move(h)]() mutable {
-            if (!self->config_ok()) return self->fail(std::move(h), pool_errc::invalid_config);
-            if (self->stopped_) return self->fail(std::move(h), pool_errc::stopped);
+            if (!self->config_ok()) return self->waiters_.fail(std::move(h), pool_errc::invalid_config);
+            if (self->stopped_) return self->waiters_.fail(std::move(h), pool_errc::stopped);
             self->unhealthy_ = false;  // someone asks again: try starting sandboxes again
             if (self->idle_.empty() && self->config_.acquire_timeout.count() <= 0 && self->alive() >= self->config_.max_size)
-                return self->fail(std::move(h), pool_errc::exhausted);
-            auto& w = self->waiters_.emplace_back(waiter{id, clock::now(), std::move(h), nullptr, !self->idle_.empty()});
-            if (self->config_.acquire_timeout.count() > 0) {
-                w.timer = std::make_shared<asio::steady_timer>(self->strand_, self->config_.acquire_timeout);
-                w.timer->async_wait([weak = self->weak_from_this(), id](error_code ec) {
-                    if (ec) return;  // cancelled: served or aborted already
-                    if (auto s = weak.lock()) s->abort_waiter(id, pool_errc::acquire_timeout);
-                });
-            }
+                return self->waiters_.fail(std::move(h), pool_errc::exhausted);
+            self->waiters_.push(id, request{clock::now(), !self->idle_.empty()}, std::move(h), self->config_.acquire_timeout,
+                                pool_errc::acquire_timeout, self->weak_from_this());
             self->serve();
             self->refill();
         });
@@ -174,21 +161,16 @@ public:
         stopped_ = true;
         maintenance_.cancel();
         idle_.clear();  // each sandbox's destructor stops its VM
-        for (auto& w : std::exchange(waiters_, {})) {
-            if (w.timer) w.timer->cancel();
-            asio::get_associated_cancellation_slot(w.handler).clear();
-            fail(std::move(w.handler), pool_errc::stopped);
-        }
+        waiters_.abort_all(pool_errc::stopped);
         source_->stop();
         update_stats();
     }
 
+    void abort_waiter(std::uint64_t id, error_code ec) { waiters_.abort(id, ec); }
+
 private:
-    struct waiter {
-        std::uint64_t id;
+    struct request {
         clock::time_point since;
-        acquire_handler handler;
-        std::shared_ptr<asio::steady_timer> timer;
         bool idle_at_request;  // a sandbox was idle when it asked: a hit
     };
     struct idle_vm {
@@ -197,25 +179,9 @@ private:
         bool paused = false;
     };
 
-    // Through post: the handler runs on its associated executor (else the pool's strand),
-    // never inside an initiating function.
-    template <class Handler, class... Args>
-    void complete(Handler h, Args... args) {
-        asio::post(strand_, asio::append(std::move(h), std::move(args)...));
-    }
-    void fail(acquire_handler h, error_code ec) {
-        asio::get_associated_cancellation_slot(h).clear();
-        complete(std::move(h), ec, pooled_vm());
-    }
-
-    void abort_waiter(std::uint64_t id, error_code ec) {
-        for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-            if (it->id != id) continue;
-            if (it->timer) it->timer->cancel();
-            auto h = std::move(it->handler);
-            waiters_.erase(it);
-            return fail(std::move(h), ec);
-        }
+    template <class Handler>
+    void complete(Handler h, error_code ec) {
+        asio::post(strand_, asio::append(std::move(h), ec));
     }
 
     std::size_t alive() const noexcept { return idle_.size() + starting_ + checking_ + in_use_; }
@@ -247,11 +213,7 @@ private:
                 // A source that cannot start sandboxes would spin: fail the waiters instead, and
                 // start none until someone asks again.
                 self->unhealthy_ = true;
-                for (auto& w : std::exchange(self->waiters_, {})) {
-                    if (w.timer) w.timer->cancel();
-                    asio::get_associated_cancellation_slot(w.handler).clear();
-                    self->fail(std::move(w.handler), pool_errc::unhealthy);
-                }
+                self->waiters_.abort_all(pool_errc::unhealthy);
             }
         } else {
             self->consecutive_failures_ = 0;
@@ -295,18 +257,15 @@ private:
                 ++stats_.failures;
                 continue;
             }
-            auto w = std::move(waiters_.front());
-            waiters_.pop_front();
-            if (w.timer) w.timer->cancel();
-            asio::get_associated_cancellation_slot(w.handler).clear();
+            auto w = waiters_.pop_front();
             ++in_use_;
-            record_acquire(w);
-            complete(std::move(w.handler), error_code{}, pooled_vm(std::move(vm.held), weak_from_this()));
+            record_acquire(w.request);
+            waiters_.succeed(std::move(w.handler), pooled_vm(std::move(vm.held), weak_from_this()));
         }
         update_stats();
     }
 
-    void record_acquire(const waiter& w) {
+    void record_acquire(const request& w) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - w.since).count();
         std::lock_guard lock(stats_mutex_);
         ++(w.idle_at_request ? stats_.hits : stats_.misses);
@@ -399,11 +358,10 @@ private:
     std::unique_ptr<vm_source> source_;
     asio::steady_timer maintenance_;
     std::deque<idle_vm> idle_;
-    std::deque<waiter> waiters_;
+    waiter_queue<pooled_vm, request> waiters_{strand_};
     std::vector<asio::any_completion_handler<void(error_code)>> stop_waiters_;
     std::size_t starting_ = 0, checking_ = 0, pausing_ = 0, in_use_ = 0, consecutive_failures_ = 0;
     bool stopped_ = false, unhealthy_ = false;
-    std::atomic<std::uint64_t> next_id_{1};
     mutable std::mutex stats_mutex_;
     vm_pool_stats stats_;
 };
@@ -433,14 +391,7 @@ microvm_sandbox& pooled_vm::sandbox() noexcept { return holder_->sandbox(); }
 void pooled_vm::release() noexcept {
     if (!holder_) return;
     holder_.reset();  // the sandbox's destructor stops the VM; a restore_pool shell's capacity returns
-    if (auto pool = pool_.lock()) {
-        try {
-            pool->released();
-        } catch (...) {
-            // Out of memory posting: the capacity stays counted, which only makes the pool smaller.
-        }
-    }
-    pool_.reset();
+    detail::return_capacity(pool_);
 }
 
 // ---- vm_pool
