@@ -279,8 +279,9 @@ private:
     static asio::awaitable<void> maintain(std::shared_ptr<vm_pool_state> self) {
         using std::chrono::milliseconds;
         const auto& c = self->config_;
-        if (c.max_idle_duration.count() <= 0 && c.health_check_interval.count() <= 0) co_return;
-        // Ticks fine enough for either duration, coarse enough to cost nothing.
+        // Ticks fine enough for either duration, coarse enough to cost nothing; every tick also
+        // replaces idle sandboxes whose VM stopped on its own (a guest panic, an agent that
+        // died: the agent is PID 1), which costs an atomic load each.
         auto tick = milliseconds(1000);
         for (auto d : {c.max_idle_duration, c.health_check_interval})
             if (d.count() > 0) tick = std::min(tick, std::max(milliseconds(10), d / 4));
@@ -289,12 +290,24 @@ private:
             self->maintenance_.expires_after(tick);
             auto [ec] = co_await self->maintenance_.async_wait(use_tuple);
             if (ec || self->stopped_) break;
+            self->drop_stopped();
             if (c.max_idle_duration.count() > 0) self->evict_old();
             if (c.health_check_interval.count() > 0 && clock::now() >= next_check) {
                 co_await self->check_idle();
                 next_check = clock::now() + c.health_check_interval;
             }
         }
+    }
+
+    void drop_stopped() {
+        const auto before = idle_.size();
+        std::erase_if(idle_, [](const idle_vm& vm) { return vm.held->sandbox().state() != microvm_state::ready; });
+        if (idle_.size() == before) return;
+        {
+            std::lock_guard lock(stats_mutex_);
+            stats_.failures += before - idle_.size();
+        }
+        refill();
     }
 
     void evict_old() {
@@ -373,6 +386,7 @@ private:
 pooled_vm::pooled_vm(std::unique_ptr<holder> held, std::weak_ptr<detail::vm_pool_state> pool) noexcept
     : holder_(std::move(held)), pool_(std::move(pool)) {}
 
+pooled_vm::pooled_vm() noexcept = default;
 pooled_vm::pooled_vm(pooled_vm&& other) noexcept = default;
 
 pooled_vm::~pooled_vm() { release(); }

@@ -235,6 +235,20 @@ BOOST_AUTO_TEST_CASE(a_sandbox_whose_vm_died_while_idle_fails_its_health_check_a
     });
 }
 
+BOOST_AUTO_TEST_CASE(an_idle_sandbox_whose_vm_stopped_is_replaced_within_a_second_without_health_checks) {
+    auto c = small(1, 2);  // health checks and eviction off
+    c.pause_idle = false;
+    fixture f(c);
+    f.run([&]() -> asio::awaitable<void> {
+        co_await wait_until([&] { return f.pool->stats().idle == 1; });
+        f.source->vms[0]->async_stop(asio::detached);
+        const auto stopped = std::chrono::steady_clock::now();
+        co_await wait_until([&] { return f.pool->stats().failures == 1 && f.pool->stats().idle == 1 && f.source->made == 2; });
+        BOOST_TEST((std::chrono::steady_clock::now() - stopped < 2500ms));  // the pool's 1 s maintenance tick, with room
+        BOOST_TEST(f.pool->stats().hits + f.pool->stats().misses == 0u);  // nobody was handed the dead one
+    });
+}
+
 BOOST_AUTO_TEST_CASE(a_source_that_keeps_failing_makes_waiters_fail_unhealthy_and_recovers_when_asked_again) {
     auto c = small(0, 2);
     c.max_consecutive_failures = 2;

@@ -78,7 +78,9 @@ struct vm_pool_stats {
     std::uint64_t hits = 0;         ///< acquisitions served by an idle sandbox at once
     std::uint64_t misses = 0;       ///< acquisitions that had to wait for one to start
     std::uint64_t evictions = 0;    ///< idle sandboxes replaced for their age
-    std::uint64_t failures = 0;     ///< sandboxes that failed to start, or failed a health check
+    /// Sandboxes that failed to start, stopped on their own while idle (replaced within a second),
+    /// or failed a health check.
+    std::uint64_t failures = 0;
     std::uint64_t created = 0;      ///< sandboxes started
     /// Acquisition latency (request to handed out), counts per bucket: below 1, 2, 5, 10, 20,
     /// 50, 100, 200, 500 ms, and 500 ms or more.
@@ -90,7 +92,7 @@ struct vm_pool_stats {
 /// VM and returns its capacity to the pool, which may already be gone.
 class pooled_vm {
 public:
-    pooled_vm() = default;
+    pooled_vm() noexcept;  // out of line: `holder` is complete only there
     pooled_vm(pooled_vm&& other) noexcept;
     pooled_vm& operator=(pooled_vm&& other) noexcept;
     ~pooled_vm();  ///< release()
