@@ -40,6 +40,16 @@ public:
             --fail_next;
             co_return std::tuple{error_code(sandbox_errc::ready_timeout), std::unique_ptr<pooled_vm::holder>()};
         }
+        // What was idle when this start began, and how much of it was paused (batches).
+        std::size_t paused_before = 0;
+        for (auto* vm : vms) paused_before += vm->pauses > 0;
+        started_after_paused.push_back(paused_before);
+        ++in_flight;
+        max_in_flight = std::max(max_in_flight, in_flight);
+        struct leave {
+            int& n;
+            ~leave() { --n; }
+        } leaving{in_flight};
         sandbox_config c;
         c.hostname = "box-" + std::to_string(++made);
         in_process_vm* vm = nullptr;
@@ -53,6 +63,8 @@ public:
     }
     int made = 0;
     int fail_next = 0;
+    int in_flight = 0, max_in_flight = 0;
+    std::vector<std::size_t> started_after_paused;  // per start: VMs paused by then
     std::vector<in_process_vm*> vms;  // valid while their sandboxes live
 
 private:
@@ -232,6 +244,20 @@ BOOST_AUTO_TEST_CASE(a_sandbox_whose_vm_died_while_idle_fails_its_health_check_a
         BOOST_REQUIRE_MESSAGE(!ec, ec.message());
         BOOST_TEST((a.sandbox().state() == microvm_state::ready));
         BOOST_TEST(co_await answers(a.sandbox()));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(with_pause_idle_sandboxes_start_in_batches_and_each_batch_is_paused_before_the_next_starts) {
+    auto c = small(6, 6);
+    c.refill_concurrency = 2;
+    fixture f(c);
+    f.run([&]() -> asio::awaitable<void> {
+        co_await wait_until([&] { return f.pool->stats().paused == 6; });
+        BOOST_TEST(f.source->made == 6);
+        BOOST_TEST(f.source->max_in_flight == 2);
+        // Starts 0,1: nothing before; 2,3: after 0 and 1 were paused; 4,5: after 0-3.
+        const std::vector<std::size_t> expected{0, 0, 2, 2, 4, 4};
+        BOOST_TEST(f.source->started_after_paused == expected, boost::test_tools::per_element());
     });
 }
 

@@ -64,6 +64,8 @@ struct vm_pool_config {
     /// 0: no wait, pool_errc::exhausted at once when max_size are out).
     std::chrono::milliseconds acquire_timeout{30'000};
     /// Pause idle sandboxes (no thread each). The first operation of the user resumes it.
+    /// With it, sandboxes start in batches of up to refill_concurrency, and the new idle ones
+    /// are paused between batches: no pause runs while a sandbox starts (docs/known-issues.md).
     bool pause_idle = true;
     /// Starting sandboxes that fail this many times in a row (the source is broken: a missing
     /// kernel, no memory) fail the waiting acquisitions with pool_errc::unhealthy and the pool
@@ -75,6 +77,7 @@ struct vm_pool_stats {
     std::size_t idle = 0;           ///< started and waiting now
     std::size_t in_use = 0;         ///< handed out, not yet released
     std::size_t starting = 0;       ///< being started now
+    std::size_t paused = 0;         ///< of the idle ones, paused (holding no vCPU thread)
     std::uint64_t hits = 0;         ///< acquisitions served by an idle sandbox at once
     std::uint64_t misses = 0;       ///< acquisitions that had to wait for one to start
     std::uint64_t evictions = 0;    ///< idle sandboxes replaced for their age
