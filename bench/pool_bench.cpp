@@ -1,0 +1,276 @@
+// vm_pool under load: N idle sandboxes in one process on an io_context run by two threads, an
+// exec storm across all of them, then churn (acquire, exec, release) at a fixed concurrency.
+//   pool_bench [N] [CHURN_CONCURRENCY] [CHURN_OPS]   (defaults 50 8 200; MIMOBOX_VM_ASSETS_DIR
+//   names the assets)
+// A 256 MiB guest is booted and snapshotted; a vm_pool restores N sandboxes of it (min_idle N,
+// max_size N + CHURN_CONCURRENCY, idle ones paused). Once all N are idle and paused, the host's
+// threads and proportional set size (Pss: the snapshot file's pages shared by N mappings count
+// 1/N each) are read; memory per idle VM is the Pss growth over the fill divided by N. The storm
+// acquires all N (hits: the pool's own latency) and runs `true` on every one at once (each
+// resumes first); its peer is the same number of concurrent `true`s on one running sandbox,
+// in the same run. Then all N are released, the pool refills to N idle, and CHURN_CONCURRENCY
+// workers acquire, exec and release CHURN_OPS times in all (the pool refilling behind them).
+// JSON: idle_vms, host_threads_idle, host_threads_storm, io_context_threads,
+// host_kib_per_idle_vm, acquire_p50_us, acquire_p99_us (storm and churn acquisitions),
+// exec_per_s (the storm), exec_storm_vs_one_vm_ratio, churn_ops_per_s, failures, and parts.
+#include <mimobox/vm/microvm_sandbox.hpp>
+#include <mimobox/vm/vm_assets.hpp>
+#include <mimobox/vm/vm_pool.hpp>
+
+#include "bench_support.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace mimobox::vm;
+using mimobox::bench::clock_type;
+using mimobox::bench::ms_since;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t io_threads = 2;
+
+// Pss of the whole process, KiB.
+double pss_kib() {
+    std::ifstream f("/proc/self/smaps_rollup");
+    std::string key;
+    double value = 0;
+    while (f >> key) {
+        if (key == "Pss:") {
+            f >> value;
+            return value;
+        }
+        f.ignore(1 << 20, '\n');
+    }
+    return -1;
+}
+
+std::size_t threads() {
+    std::size_t n = 0;
+    if (DIR* d = ::opendir("/proc/self/task")) {
+        while (auto* e = ::readdir(d))
+            if (e->d_name[0] != '.') ++n;
+        ::closedir(d);
+    }
+    return n;
+}
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+// Outside the coroutines: GCC 12 cannot compile a braced list of strings inside one.
+std::vector<std::string> true_argv() { return {"true"}; }
+
+asio::awaitable<void> sleep_ms(int ms) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    co_await t.async_wait(use_tuple);
+}
+
+// Everything below runs on one strand (the io_context has two threads), so the counters need
+// no lock; the sandboxes' own work runs on their strands.
+struct bench_state {
+    std::size_t failures = 0;
+    std::vector<double> acquire_us, churn_acquire_us;
+    std::size_t max_threads = 0;
+    bool sampling = false;
+};
+
+asio::awaitable<bool> exec_true(microvm_sandbox& sb, bench_state& b, const char* what) {
+    auto [ec, r] = co_await sb.async_exec(true_argv(), use_tuple);
+    if (ec || r.exit_code != 0) {
+        ++b.failures;
+        std::cerr << what << ": " << (ec ? ec.message() : "exit " + std::to_string(r.exit_code)) << "\n";
+        co_return false;
+    }
+    co_return true;
+}
+
+// Runs `n` coroutines made by `make(i)` at once on the current strand and waits for them all.
+template <class Make>
+asio::awaitable<void> all_at_once(std::size_t n, Make make) {
+    auto ex = co_await asio::this_coro::executor;
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        asio::co_spawn(ex, make(i), [&done](std::exception_ptr) { ++done; });
+    while (done < n) co_await sleep_ms(2);
+}
+
+asio::awaitable<void> sample_threads(bench_state& b) {
+    while (b.sampling) {
+        b.max_threads = std::max(b.max_threads, threads());
+        co_await sleep_ms(20);
+    }
+}
+
+asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size_t churn_ops) {
+    auto ex = co_await asio::this_coro::executor;
+    bench_state b;
+    auto config = microvm_config_from_assets_dir();
+    if (!config) {
+        std::cerr << "assets: " << config.error().message() << "\n";
+        co_return 2;
+    }
+    config->memory_mib = 256;
+    auto [pec, parent] = co_await microvm_sandbox::async_create(ex, *config, use_tuple);
+    if (pec) {
+        std::cerr << "parent: " << pec.message() << "\n";
+        co_return 1;
+    }
+    if (!co_await exec_true(parent, b, "parent")) co_return 1;
+
+    // The storm's peer: as many concurrent `true`s on one running sandbox (up to 100 at once,
+    // as many rounds as it takes).
+    const auto peer_started = clock_type::now();
+    for (std::size_t left = n; left > 0;) {
+        const std::size_t round = std::min<std::size_t>(left, 100);
+        co_await all_at_once(round, [&](std::size_t) -> asio::awaitable<void> { co_await exec_true(parent, b, "peer exec"); });
+        left -= round;
+    }
+    const double peer_ms = ms_since(peer_started);
+
+    auto [sec, snap] = co_await parent.async_snapshot(use_tuple);
+    if (sec) {
+        std::cerr << "snapshot: " << sec.message() << "\n";
+        co_return 1;
+    }
+    co_await parent.async_destroy(use_tuple);
+    co_await sleep_ms(200);
+    const double pss_before = pss_kib();
+    const std::size_t threads_before = threads();
+
+    vm_pool_config pc;
+    pc.snapshot = std::move(snap);
+    pc.min_idle = n;
+    pc.max_size = n + churn_concurrency;
+    pc.refill_concurrency = 2;
+    pc.max_idle_duration = std::chrono::milliseconds(0);      // no eviction during the run
+    pc.health_check_interval = std::chrono::milliseconds(0);  // nor checks (they resume every VM)
+    pc.acquire_timeout = std::chrono::minutes(10);
+    pc.sandbox.ready_timeout = std::chrono::seconds(60);
+    vm_pool pool(ex, pc);
+
+    // Idle: all N made and paused.
+    const auto fill_started = clock_type::now();
+    while (pool.stats().idle < n || pool.stats().paused < n) {
+        if (pool.stats().failures > 0 && pool.stats().failures >= n) break;
+        co_await sleep_ms(50);
+    }
+    const double fill_ms = ms_since(fill_started);
+    co_await sleep_ms(500);
+    const auto idle_stats = pool.stats();
+    const std::size_t threads_idle = threads();
+    const double pss_idle = pss_kib();
+
+    // Storm: acquire every idle sandbox, then `true` on all of them at once.
+    std::vector<pooled_vm> held;
+    held.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto t = clock_type::now();
+        auto [ec, vm] = co_await pool.async_acquire(use_tuple);
+        b.acquire_us.push_back(ms_since(t) * 1000);
+        if (ec) {
+            ++b.failures;
+            std::cerr << "acquire: " << ec.message() << "\n";
+            continue;
+        }
+        held.push_back(std::move(vm));
+    }
+    b.sampling = true;
+    b.max_threads = threads();
+    asio::co_spawn(ex, sample_threads(b), asio::detached);
+    const auto storm_started = clock_type::now();
+    co_await all_at_once(held.size(), [&](std::size_t i) -> asio::awaitable<void> { co_await exec_true(held[i].sandbox(), b, "storm exec"); });
+    const double storm_ms = ms_since(storm_started);
+    b.sampling = false;
+    const std::size_t threads_storm = b.max_threads;
+    const std::size_t stormed = held.size();
+    held.clear();  // every VM destroyed; the pool refills to N idle
+    const auto refill_started = clock_type::now();
+    while (pool.stats().idle < n || pool.stats().paused < n) co_await sleep_ms(50);
+    const double refill_ms = ms_since(refill_started);
+
+    // Churn: CHURN_CONCURRENCY workers acquire, exec and release, CHURN_OPS times in all.
+    std::size_t ops_left = churn_ops;
+    const auto churn_started = clock_type::now();
+    co_await all_at_once(churn_concurrency, [&](std::size_t) -> asio::awaitable<void> {
+        while (ops_left > 0) {
+            --ops_left;
+            const auto t = clock_type::now();
+            auto [ec, vm] = co_await pool.async_acquire(use_tuple);
+            b.churn_acquire_us.push_back(ms_since(t) * 1000);
+            if (ec) {
+                ++b.failures;
+                std::cerr << "churn acquire: " << ec.message() << "\n";
+                continue;
+            }
+            co_await exec_true(vm.sandbox(), b, "churn exec");
+        }
+    });
+    const double churn_ms = ms_since(churn_started);
+    const auto end_stats = pool.stats();
+    co_await pool.async_stop(use_tuple);
+
+    auto all_acquires = b.acquire_us;
+    all_acquires.insert(all_acquires.end(), b.churn_acquire_us.begin(), b.churn_acquire_us.end());
+    const double exec_per_s = static_cast<double>(stormed) / (storm_ms / 1000);
+    const double peer_per_s = static_cast<double>(n) / (peer_ms / 1000);
+    const std::size_t failures = b.failures + end_stats.failures;
+    std::printf("{\"bench\":\"vm_pool\",\"n\":%zu,\"guest_mib\":%u,\"idle_vms\":%zu,\"idle_paused\":%zu,\"io_context_threads\":%zu,"
+                "\"host_threads_before\":%zu,\"host_threads_idle\":%zu,\"host_threads_storm\":%zu,\"host_kib_per_idle_vm\":%.0f,"
+                "\"pss_before_kib\":%.0f,\"pss_idle_kib\":%.0f,\"fill_ms\":%.0f,\"refill_ms\":%.0f,\"acquire_p50_us\":%.0f,\"acquire_p99_us\":%.0f,"
+                "\"storm_acquire_p50_us\":%.0f,\"storm_acquire_p99_us\":%.0f,\"churn_acquire_p50_us\":%.0f,\"churn_acquire_p99_us\":%.0f,"
+                "\"exec_per_s\":%.1f,\"one_vm_exec_per_s\":%.1f,\"exec_storm_vs_one_vm_ratio\":%.3f,\"churn_concurrency\":%zu,"
+                "\"churn_ops\":%zu,\"churn_ops_per_s\":%.1f,\"pool_hits\":%llu,\"pool_misses\":%llu,\"pool_created\":%llu,"
+                "\"failures\":%zu}\n",
+                n, config->memory_mib, idle_stats.idle, idle_stats.paused, io_threads, threads_before, threads_idle, threads_storm,
+                (pss_idle - pss_before) / static_cast<double>(n), pss_before, pss_idle, fill_ms, refill_ms, percentile(all_acquires, 0.5),
+                percentile(all_acquires, 0.99), percentile(b.acquire_us, 0.5), percentile(b.acquire_us, 0.99),
+                percentile(b.churn_acquire_us, 0.5), percentile(b.churn_acquire_us, 0.99), exec_per_s, peer_per_s,
+                exec_per_s / peer_per_s, churn_concurrency, churn_ops, static_cast<double>(churn_ops) / (churn_ms / 1000),
+                static_cast<unsigned long long>(end_stats.hits), static_cast<unsigned long long>(end_stats.misses),
+                static_cast<unsigned long long>(end_stats.created), failures);
+    co_return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::size_t n = argc > 1 ? std::max(1, std::atoi(argv[1])) : 50;
+    const std::size_t churn_concurrency = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
+    const std::size_t churn_ops = argc > 3 ? std::max(0, std::atoi(argv[3])) : 200;
+    asio::io_context ctx;
+    auto work = asio::make_work_guard(ctx);
+    int rc = 1;
+    asio::co_spawn(asio::make_strand(ctx), run(n, churn_concurrency, churn_ops), [&](std::exception_ptr e, int r) {
+        if (e) std::cerr << "pool_bench failed with an exception\n";
+        rc = e ? 1 : r;
+        work.reset();
+    });
+    std::vector<std::thread> pool;
+    for (std::size_t i = 1; i < io_threads; ++i) pool.emplace_back([&] { ctx.run(); });
+    ctx.run();
+    for (auto& t : pool) t.join();
+    return rc;
+}
