@@ -101,7 +101,10 @@ asio::awaitable<bool> exec_true(microvm_sandbox& sb, bench_state& b, const char*
     auto [ec, r] = co_await sb.async_exec(true_argv(), use_tuple);
     if (ec || r.exit_code != 0) {
         ++b.failures;
-        std::cerr << what << ": " << (ec ? ec.message() : "exit " + std::to_string(r.exit_code)) << "\n";
+        std::cerr << what << ": " << (ec ? ec.message() : "exit " + std::to_string(r.exit_code)) << "; VM "
+                  << to_string(sb.backend().state()) << "\n";
+        if (auto tail = sb.backend().console_output(); !tail.empty())
+            std::cerr << "guest console (end):\n" << tail.substr(tail.size() > 3000 ? tail.size() - 3000 : 0) << "\n";
         co_return false;
     }
     co_return true;
