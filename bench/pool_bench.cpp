@@ -1,18 +1,21 @@
 // vm_pool under load: N idle sandboxes in one process on an io_context run by two threads, an
 // exec storm across all of them, then churn (acquire, exec, release) at a fixed concurrency.
-//   pool_bench [N] [CHURN_CONCURRENCY] [CHURN_OPS]   (defaults 50 8 200; MIMOBOX_VM_ASSETS_DIR
-//   names the assets)
-// A 256 MiB guest is booted and snapshotted; a vm_pool restores N sandboxes of it (min_idle N,
-// max_size N + CHURN_CONCURRENCY, idle ones paused). Once all N are idle and paused, the host's
-// threads and proportional set size (Pss: the snapshot file's pages shared by N mappings count
-// 1/N each) are read; memory per idle VM is the Pss growth over the fill divided by N. The storm
-// acquires all N (hits: the pool's own latency) and runs `true` on every one at once (each
-// resumes first); its peer is the same number of concurrent `true`s on one running sandbox,
-// in the same run. Then all N are released, the pool refills to N idle, and CHURN_CONCURRENCY
+//   pool_bench [N] [CHURN_CONCURRENCY] [CHURN_OPS] [STORM_CONCURRENCY]
+//   (defaults 50 8 200 32; MIMOBOX_VM_ASSETS_DIR names the assets)
+// A 256 MiB guest is booted and snapshotted; a vm_pool restores N sandboxes of it (min_idle and
+// max_size N, idle ones paused). Once all N are idle and paused, the host's threads and
+// proportional set size (Pss: the snapshot file's pages shared by N mappings count 1/N each)
+// are read; memory per idle VM is the Pss growth over the fill divided by N. The storm acquires
+// all N (served from idle: the pool's own latency) and runs `true` on every one, at most
+// STORM_CONCURRENCY at once; each resumes for its exec and is paused again after it, so at most
+// that many guests run (under the harness, hundreds of guests running at once starve each
+// other for minutes). Its peer is as many `true`s on one running sandbox, as many at once, in
+// the same run. Then all N are released, the pool refills to N idle, and CHURN_CONCURRENCY
 // workers acquire, exec and release CHURN_OPS times in all (the pool refilling behind them).
 // JSON: idle_vms, host_threads_idle, host_threads_storm, io_context_threads,
 // host_kib_per_idle_vm, acquire_p50_us, acquire_p99_us (storm and churn acquisitions),
 // exec_per_s (the storm), exec_storm_vs_one_vm_ratio, churn_ops_per_s, failures, and parts.
+// Each phase's figures also go to stderr as it ends.
 #include <mimobox/vm/microvm_sandbox.hpp>
 #include <mimobox/vm/vm_assets.hpp>
 #include <mimobox/vm/vm_pool.hpp>
@@ -110,14 +113,22 @@ asio::awaitable<bool> exec_true(microvm_sandbox& sb, bench_state& b, const char*
     co_return true;
 }
 
-// Runs `n` coroutines made by `make(i)` at once on the current strand and waits for them all.
+// Runs the coroutines `make(0)` .. `make(n - 1)` on the current strand, at most `width` at
+// once, and waits for them all.
 template <class Make>
-asio::awaitable<void> all_at_once(std::size_t n, Make make) {
+asio::awaitable<void> at_most(std::size_t width, std::size_t n, Make make) {
     auto ex = co_await asio::this_coro::executor;
-    std::size_t done = 0;
-    for (std::size_t i = 0; i < n; ++i)
-        asio::co_spawn(ex, make(i), [&done](std::exception_ptr) { ++done; });
-    while (done < n) co_await sleep_ms(2);
+    std::size_t next = 0, running = 0, done = 0;
+    while (done < n) {
+        while (running < width && next < n) {
+            ++running;
+            asio::co_spawn(ex, make(next++), [&](std::exception_ptr) {
+                --running;
+                ++done;
+            });
+        }
+        co_await sleep_ms(2);
+    }
 }
 
 asio::awaitable<void> sample_threads(bench_state& b) {
@@ -127,7 +138,7 @@ asio::awaitable<void> sample_threads(bench_state& b) {
     }
 }
 
-asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size_t churn_ops) {
+asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size_t churn_ops, std::size_t storm_width) {
     auto ex = co_await asio::this_coro::executor;
     bench_state b;
     auto config = microvm_config_from_assets_dir();
@@ -143,14 +154,9 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
     }
     if (!co_await exec_true(parent, b, "parent")) co_return 1;
 
-    // The storm's peer: as many concurrent `true`s on one running sandbox (up to 100 at once,
-    // as many rounds as it takes).
+    // The storm's peer: as many `true`s on one running sandbox, as many at once.
     const auto peer_started = clock_type::now();
-    for (std::size_t left = n; left > 0;) {
-        const std::size_t round = std::min<std::size_t>(left, 100);
-        co_await all_at_once(round, [&](std::size_t) -> asio::awaitable<void> { co_await exec_true(parent, b, "peer exec"); });
-        left -= round;
-    }
+    co_await at_most(storm_width, n, [&](std::size_t) -> asio::awaitable<void> { co_await exec_true(parent, b, "peer exec"); });
     const double peer_ms = ms_since(peer_started);
 
     auto [sec, snap] = co_await parent.async_snapshot(use_tuple);
@@ -166,7 +172,7 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
     vm_pool_config pc;
     pc.snapshot = std::move(snap);
     pc.min_idle = n;
-    pc.max_size = n + churn_concurrency;
+    pc.max_size = n;  // nothing restores during the storm
     pc.refill_concurrency = 2;
     pc.max_idle_duration = std::chrono::milliseconds(0);      // no eviction during the run
     pc.health_check_interval = std::chrono::milliseconds(0);  // nor checks (they resume every VM)
@@ -200,24 +206,38 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
         }
         held.push_back(std::move(vm));
     }
+    std::fprintf(stderr, "pool_bench: %zu idle (%zu paused) after %.0f ms; threads %zu -> %zu; Pss %.0f -> %.0f KiB (%.0f per VM)\n",
+                 idle_stats.idle, idle_stats.paused, fill_ms, threads_before, threads_idle, pss_before, pss_idle,
+                 (pss_idle - pss_before) / static_cast<double>(n));
     b.sampling = true;
     b.max_threads = threads();
     asio::co_spawn(ex, sample_threads(b), asio::detached);
     const auto storm_started = clock_type::now();
-    co_await all_at_once(held.size(), [&](std::size_t i) -> asio::awaitable<void> { co_await exec_true(held[i].sandbox(), b, "storm exec"); });
+    co_await at_most(storm_width, held.size(), [&](std::size_t i) -> asio::awaitable<void> {
+        if (!co_await exec_true(held[i].sandbox(), b, "storm exec")) co_return;
+        // Paused again, as its idle_pause_after would (the bench stops short of the timer).
+        auto [ec] = co_await held[i].sandbox().backend().async_pause(use_tuple);
+        if (ec) {
+            ++b.failures;
+            std::cerr << "storm pause: " << ec.message() << "\n";
+        }
+    });
     const double storm_ms = ms_since(storm_started);
     b.sampling = false;
     const std::size_t threads_storm = b.max_threads;
     const std::size_t stormed = held.size();
+    std::fprintf(stderr, "pool_bench: storm of %zu execs (%zu at once) in %.0f ms, %zu threads at most\n", stormed, storm_width,
+                 storm_ms, threads_storm);
     held.clear();  // every VM destroyed; the pool refills to N idle
     const auto refill_started = clock_type::now();
     while (pool.stats().idle < n || pool.stats().paused < n) co_await sleep_ms(50);
     const double refill_ms = ms_since(refill_started);
+    std::fprintf(stderr, "pool_bench: refilled in %.0f ms\n", refill_ms);
 
     // Churn: CHURN_CONCURRENCY workers acquire, exec and release, CHURN_OPS times in all.
     std::size_t ops_left = churn_ops;
     const auto churn_started = clock_type::now();
-    co_await all_at_once(churn_concurrency, [&](std::size_t) -> asio::awaitable<void> {
+    co_await at_most(churn_concurrency, churn_concurrency, [&](std::size_t) -> asio::awaitable<void> {
         while (ops_left > 0) {
             --ops_left;
             const auto t = clock_type::now();
@@ -244,13 +264,13 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
                 "\"host_threads_before\":%zu,\"host_threads_idle\":%zu,\"host_threads_storm\":%zu,\"host_kib_per_idle_vm\":%.0f,"
                 "\"pss_before_kib\":%.0f,\"pss_idle_kib\":%.0f,\"fill_ms\":%.0f,\"refill_ms\":%.0f,\"acquire_p50_us\":%.0f,\"acquire_p99_us\":%.0f,"
                 "\"storm_acquire_p50_us\":%.0f,\"storm_acquire_p99_us\":%.0f,\"churn_acquire_p50_us\":%.0f,\"churn_acquire_p99_us\":%.0f,"
-                "\"exec_per_s\":%.1f,\"one_vm_exec_per_s\":%.1f,\"exec_storm_vs_one_vm_ratio\":%.3f,\"churn_concurrency\":%zu,"
+                "\"exec_per_s\":%.1f,\"storm_concurrency\":%zu,\"one_vm_exec_per_s\":%.1f,\"exec_storm_vs_one_vm_ratio\":%.3f,\"churn_concurrency\":%zu,"
                 "\"churn_ops\":%zu,\"churn_ops_per_s\":%.1f,\"pool_hits\":%llu,\"pool_misses\":%llu,\"pool_created\":%llu,"
                 "\"failures\":%zu}\n",
                 n, config->memory_mib, idle_stats.idle, idle_stats.paused, io_threads, threads_before, threads_idle, threads_storm,
                 (pss_idle - pss_before) / static_cast<double>(n), pss_before, pss_idle, fill_ms, refill_ms, percentile(all_acquires, 0.5),
                 percentile(all_acquires, 0.99), percentile(b.acquire_us, 0.5), percentile(b.acquire_us, 0.99),
-                percentile(b.churn_acquire_us, 0.5), percentile(b.churn_acquire_us, 0.99), exec_per_s, peer_per_s,
+                percentile(b.churn_acquire_us, 0.5), percentile(b.churn_acquire_us, 0.99), exec_per_s, storm_width, peer_per_s,
                 exec_per_s / peer_per_s, churn_concurrency, churn_ops, static_cast<double>(churn_ops) / (churn_ms / 1000),
                 static_cast<unsigned long long>(end_stats.hits), static_cast<unsigned long long>(end_stats.misses),
                 static_cast<unsigned long long>(end_stats.created), failures);
@@ -263,10 +283,11 @@ int main(int argc, char** argv) {
     const std::size_t n = argc > 1 ? std::max(1, std::atoi(argv[1])) : 50;
     const std::size_t churn_concurrency = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
     const std::size_t churn_ops = argc > 3 ? std::max(0, std::atoi(argv[3])) : 200;
+    const std::size_t storm_width = argc > 4 ? std::max(1, std::atoi(argv[4])) : 32;
     asio::io_context ctx;
     auto work = asio::make_work_guard(ctx);
     int rc = 1;
-    asio::co_spawn(asio::make_strand(ctx), run(n, churn_concurrency, churn_ops), [&](std::exception_ptr e, int r) {
+    asio::co_spawn(asio::make_strand(ctx), run(n, churn_concurrency, churn_ops, storm_width), [&](std::exception_ptr e, int r) {
         if (e) std::cerr << "pool_bench failed with an exception\n";
         rc = e ? 1 : r;
         work.reset();

@@ -6,6 +6,7 @@
 #include <mimobox/vm/microvm_sandbox.hpp>
 #include <mimobox/vm/microvm_snapshot.hpp>
 #include <mimobox/vm/restore_pool.hpp>
+#include <mimobox/vm/vm_pool.hpp>
 #include <mimobox/vm/vm_assets.hpp>
 
 #include <boost/system/system_error.hpp>
@@ -84,6 +85,24 @@ asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_con
 }
 }  // namespace restore_pool_example
 
+namespace vm_pool_example {
+using namespace mimobox::vm;
+namespace asio = boost::asio;
+
+// vm_pool.hpp's example, given a `pool_config` (restoring from a snapshot) and `argv`.
+asio::awaitable<std::string> run(asio::any_io_executor ex, microvm_config vm_config) {
+    auto sandbox = co_await microvm_sandbox::async_create(ex, vm_config, asio::use_awaitable);
+    vm_pool_config pool_config;
+    pool_config.snapshot = co_await sandbox.async_snapshot(asio::use_awaitable);
+    pool_config.min_idle = 1;
+    pool_config.max_size = 2;
+    std::vector<std::string> argv{"echo", "from the pool"};
+#include "vm_pool_header_example.inc"
+    co_await pool.async_stop(asio::use_awaitable);
+    co_return r.stdout_data;
+}
+}  // namespace vm_pool_example
+
 int main() {
     boost::asio::io_context io;
     int readme_status = -1;
@@ -140,6 +159,16 @@ int main() {
     io.run();
     std::printf("restore_pool example: %s%s", pool_failure.c_str(), pooled.c_str());
     if (!pool_failure.empty() || pooled != "pooled\n") return 6;
+    std::string from_pool, vm_pool_failure = "did not finish";
+    io.restart();
+    boost::asio::co_spawn(io, vm_pool_example::run(io.get_executor(), *config), [&](std::exception_ptr ep, std::string out) {
+        vm_pool_failure.clear();
+        if (!ep) from_pool = std::move(out);
+        else try { std::rethrow_exception(ep); } catch (const std::exception& e) { vm_pool_failure = e.what(); }
+    });
+    io.run();
+    std::printf("vm_pool example: %s%s", vm_pool_failure.c_str(), from_pool.c_str());
+    if (!vm_pool_failure.empty() || from_pool != "from the pool\n") return 7;
     std::puts("snippets: all passed");
     return 0;
 }
