@@ -1,7 +1,8 @@
 // vm_pool under load: N idle sandboxes in one process on an io_context run by two threads, an
 // exec storm across all of them, then churn (acquire, exec, release) at a fixed concurrency.
 //   pool_bench [N] [CHURN_CONCURRENCY] [CHURN_OPS] [STORM_CONCURRENCY]
-//   (defaults 50 8 200 32; MIMOBOX_VM_ASSETS_DIR names the assets)
+//   (defaults 50 8 200 32; MIMOBOX_VM_ASSETS_DIR names the assets; STORM_CONCURRENCY 0 skips
+//   the storm and its peer, CHURN_OPS 0 the churn, and their keys are left out)
 // A 256 MiB guest is booted and snapshotted; a vm_pool restores N sandboxes of it (min_idle and
 // max_size N, idle ones paused). Once all N are idle and paused, the host's threads and
 // proportional set size (Pss: the snapshot file's pages shared by N mappings count 1/N each)
@@ -40,6 +41,7 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -82,6 +84,30 @@ double percentile(std::vector<double> v, double p) {
     std::sort(v.begin(), v.end());
     return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
+
+// One JSON object on one line, keys in the order added (phases skipped leave theirs out).
+class json_line {
+public:
+    void add(const char* key, const std::string& v) { field(key, "\"" + v + "\""); }
+    void add(const char* key, double v, int decimals) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+        field(key, buf);
+    }
+    template <class Integer>
+        requires std::is_integral_v<Integer>
+    void add(const char* key, Integer v) {
+        field(key, std::to_string(v));
+    }
+    std::string str() const { return "{" + body_ + "}"; }
+
+private:
+    void field(const char* key, const std::string& value) {
+        if (!body_.empty()) body_ += ",";
+        body_ += "\"" + std::string(key) + "\":" + value;
+    }
+    std::string body_;
+};
 
 // Outside the coroutines: GCC 12 cannot compile a braced list of strings inside one.
 std::vector<std::string> true_argv() { return {"true"}; }
@@ -156,7 +182,8 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
 
     // The storm's peer: as many `true`s on one running sandbox, as many at once.
     const auto peer_started = clock_type::now();
-    co_await at_most(storm_width, n, [&](std::size_t) -> asio::awaitable<void> { co_await exec_true(parent, b, "peer exec"); });
+    if (storm_width > 0)
+        co_await at_most(storm_width, n, [&](std::size_t) -> asio::awaitable<void> { co_await exec_true(parent, b, "peer exec"); });
     const double peer_ms = ms_since(peer_started);
 
     auto [sec, snap] = co_await parent.async_snapshot(use_tuple);
@@ -191,89 +218,113 @@ asio::awaitable<int> run(std::size_t n, std::size_t churn_concurrency, std::size
     const auto idle_stats = pool.stats();
     const std::size_t threads_idle = threads();
     const double pss_idle = pss_kib();
-
-    // Storm: acquire every idle sandbox, then `true` on all of them at once.
-    std::vector<pooled_vm> held;
-    held.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const auto t = clock_type::now();
-        auto [ec, vm] = co_await pool.async_acquire(use_tuple);
-        b.acquire_us.push_back(ms_since(t) * 1000);
-        if (ec) {
-            ++b.failures;
-            std::cerr << "acquire: " << ec.message() << "\n";
-            continue;
-        }
-        held.push_back(std::move(vm));
-    }
     std::fprintf(stderr, "pool_bench: %zu idle (%zu paused) after %.0f ms; threads %zu -> %zu; Pss %.0f -> %.0f KiB (%.0f per VM)\n",
                  idle_stats.idle, idle_stats.paused, fill_ms, threads_before, threads_idle, pss_before, pss_idle,
                  (pss_idle - pss_before) / static_cast<double>(n));
-    b.sampling = true;
-    b.max_threads = threads();
-    asio::co_spawn(ex, sample_threads(b), asio::detached);
-    const auto storm_started = clock_type::now();
-    co_await at_most(storm_width, held.size(), [&](std::size_t i) -> asio::awaitable<void> {
-        if (!co_await exec_true(held[i].sandbox(), b, "storm exec")) co_return;
-        // Paused again, as its idle_pause_after would (the bench stops short of the timer).
-        auto [ec] = co_await held[i].sandbox().backend().async_pause(use_tuple);
-        if (ec) {
-            ++b.failures;
-            std::cerr << "storm pause: " << ec.message() << "\n";
-        }
-    });
-    const double storm_ms = ms_since(storm_started);
-    b.sampling = false;
-    const std::size_t threads_storm = b.max_threads;
-    const std::size_t stormed = held.size();
-    std::fprintf(stderr, "pool_bench: storm of %zu execs (%zu at once) in %.0f ms, %zu threads at most\n", stormed, storm_width,
-                 storm_ms, threads_storm);
-    held.clear();  // every VM destroyed; the pool refills to N idle
-    const auto refill_started = clock_type::now();
-    while (pool.stats().idle < n || pool.stats().paused < n) co_await sleep_ms(50);
-    const double refill_ms = ms_since(refill_started);
-    std::fprintf(stderr, "pool_bench: refilled in %.0f ms\n", refill_ms);
+    json_line out;
+    out.add("bench", std::string("vm_pool"));
+    out.add("n", n);
+    out.add("guest_mib", config->memory_mib);
+    out.add("idle_vms", idle_stats.idle);
+    out.add("idle_paused", idle_stats.paused);
+    out.add("io_context_threads", io_threads);
+    out.add("host_threads_before", threads_before);
+    out.add("host_threads_idle", threads_idle);
+    out.add("host_kib_per_idle_vm", (pss_idle - pss_before) / static_cast<double>(n), 0);
+    out.add("pss_before_kib", pss_before, 0);
+    out.add("pss_idle_kib", pss_idle, 0);
+    out.add("fill_ms", fill_ms, 0);
 
-    // Churn: CHURN_CONCURRENCY workers acquire, exec and release, CHURN_OPS times in all.
-    std::size_t ops_left = churn_ops;
-    const auto churn_started = clock_type::now();
-    co_await at_most(churn_concurrency, churn_concurrency, [&](std::size_t) -> asio::awaitable<void> {
-        while (ops_left > 0) {
-            --ops_left;
+    // Storm: acquire every idle sandbox, then `true` on each, at most storm_width at once, each
+    // paused again after. Skipped at STORM_CONCURRENCY 0.
+    if (storm_width > 0) {
+        std::vector<pooled_vm> held;
+        held.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
             const auto t = clock_type::now();
             auto [ec, vm] = co_await pool.async_acquire(use_tuple);
-            b.churn_acquire_us.push_back(ms_since(t) * 1000);
+            b.acquire_us.push_back(ms_since(t) * 1000);
             if (ec) {
                 ++b.failures;
-                std::cerr << "churn acquire: " << ec.message() << "\n";
+                std::cerr << "acquire: " << ec.message() << "\n";
                 continue;
             }
-            co_await exec_true(vm.sandbox(), b, "churn exec");
+            held.push_back(std::move(vm));
         }
-    });
-    const double churn_ms = ms_since(churn_started);
+        b.sampling = true;
+        b.max_threads = threads();
+        asio::co_spawn(ex, sample_threads(b), asio::detached);
+        const auto storm_started = clock_type::now();
+        co_await at_most(storm_width, held.size(), [&](std::size_t i) -> asio::awaitable<void> {
+            if (!co_await exec_true(held[i].sandbox(), b, "storm exec")) co_return;
+            // Paused again, as its idle_pause_after would (the bench stops short of the timer).
+            auto [ec] = co_await held[i].sandbox().backend().async_pause(use_tuple);
+            if (ec) {
+                ++b.failures;
+                std::cerr << "storm pause: " << ec.message() << "\n";
+            }
+        });
+        const double storm_ms = ms_since(storm_started);
+        b.sampling = false;
+        const double exec_per_s = static_cast<double>(held.size()) / (storm_ms / 1000);
+        const double peer_per_s = static_cast<double>(n) / (peer_ms / 1000);
+        std::fprintf(stderr, "pool_bench: storm of %zu execs (%zu at once) in %.0f ms, %zu threads at most\n", held.size(),
+                     storm_width, storm_ms, b.max_threads);
+        out.add("host_threads_storm", b.max_threads);
+        out.add("storm_concurrency", storm_width);
+        out.add("storm_acquire_p50_us", percentile(b.acquire_us, 0.5), 0);
+        out.add("storm_acquire_p99_us", percentile(b.acquire_us, 0.99), 0);
+        out.add("exec_per_s", exec_per_s, 1);
+        out.add("one_vm_exec_per_s", peer_per_s, 1);
+        out.add("exec_storm_vs_one_vm_ratio", exec_per_s / peer_per_s, 3);
+        held.clear();  // every VM destroyed; the pool refills to N idle
+        const auto refill_started = clock_type::now();
+        while (pool.stats().idle < n || pool.stats().paused < n) co_await sleep_ms(50);
+        const double refill_ms = ms_since(refill_started);
+        std::fprintf(stderr, "pool_bench: refilled in %.0f ms\n", refill_ms);
+        out.add("refill_ms", refill_ms, 0);
+    }
+
+    // Churn: CHURN_CONCURRENCY workers acquire, exec and release, CHURN_OPS times in all.
+    if (churn_ops > 0) {
+        std::size_t ops_left = churn_ops;
+        const auto churn_started = clock_type::now();
+        co_await at_most(churn_concurrency, churn_concurrency, [&](std::size_t) -> asio::awaitable<void> {
+            while (ops_left > 0) {
+                --ops_left;
+                const auto t = clock_type::now();
+                auto [ec, vm] = co_await pool.async_acquire(use_tuple);
+                b.churn_acquire_us.push_back(ms_since(t) * 1000);
+                if (ec) {
+                    ++b.failures;
+                    std::cerr << "churn acquire: " << ec.message() << "\n";
+                    continue;
+                }
+                co_await exec_true(vm.sandbox(), b, "churn exec");
+            }
+        });
+        const double churn_ms = ms_since(churn_started);
+        out.add("churn_concurrency", churn_concurrency);
+        out.add("churn_ops", churn_ops);
+        out.add("churn_ops_per_s", static_cast<double>(churn_ops) / (churn_ms / 1000), 1);
+        out.add("churn_acquire_p50_us", percentile(b.churn_acquire_us, 0.5), 0);
+        out.add("churn_acquire_p99_us", percentile(b.churn_acquire_us, 0.99), 0);
+    }
     const auto end_stats = pool.stats();
     co_await pool.async_stop(use_tuple);
 
     auto all_acquires = b.acquire_us;
     all_acquires.insert(all_acquires.end(), b.churn_acquire_us.begin(), b.churn_acquire_us.end());
-    const double exec_per_s = static_cast<double>(stormed) / (storm_ms / 1000);
-    const double peer_per_s = static_cast<double>(n) / (peer_ms / 1000);
+    if (!all_acquires.empty()) {
+        out.add("acquire_p50_us", percentile(all_acquires, 0.5), 0);
+        out.add("acquire_p99_us", percentile(all_acquires, 0.99), 0);
+    }
     const std::size_t failures = b.failures + end_stats.failures;
-    std::printf("{\"bench\":\"vm_pool\",\"n\":%zu,\"guest_mib\":%u,\"idle_vms\":%zu,\"idle_paused\":%zu,\"io_context_threads\":%zu,"
-                "\"host_threads_before\":%zu,\"host_threads_idle\":%zu,\"host_threads_storm\":%zu,\"host_kib_per_idle_vm\":%.0f,"
-                "\"pss_before_kib\":%.0f,\"pss_idle_kib\":%.0f,\"fill_ms\":%.0f,\"refill_ms\":%.0f,\"acquire_p50_us\":%.0f,\"acquire_p99_us\":%.0f,"
-                "\"storm_acquire_p50_us\":%.0f,\"storm_acquire_p99_us\":%.0f,\"churn_acquire_p50_us\":%.0f,\"churn_acquire_p99_us\":%.0f,"
-                "\"exec_per_s\":%.1f,\"storm_concurrency\":%zu,\"one_vm_exec_per_s\":%.1f,\"exec_storm_vs_one_vm_ratio\":%.3f,\"churn_concurrency\":%zu,"
-                "\"churn_ops\":%zu,\"churn_ops_per_s\":%.1f,\"pool_hits\":%llu,\"pool_misses\":%llu,\"pool_created\":%llu,"
-                "\"failures\":%zu}\n",
-                n, config->memory_mib, idle_stats.idle, idle_stats.paused, io_threads, threads_before, threads_idle, threads_storm,
-                (pss_idle - pss_before) / static_cast<double>(n), pss_before, pss_idle, fill_ms, refill_ms, percentile(all_acquires, 0.5),
-                percentile(all_acquires, 0.99), percentile(b.acquire_us, 0.5), percentile(b.acquire_us, 0.99),
-                percentile(b.churn_acquire_us, 0.5), percentile(b.churn_acquire_us, 0.99), exec_per_s, storm_width, peer_per_s,
-                exec_per_s / peer_per_s, churn_concurrency, churn_ops, static_cast<double>(churn_ops) / (churn_ms / 1000),
-                static_cast<unsigned long long>(end_stats.hits), static_cast<unsigned long long>(end_stats.misses),
-                static_cast<unsigned long long>(end_stats.created), failures);
+    out.add("pool_hits", end_stats.hits);
+    out.add("pool_misses", end_stats.misses);
+    out.add("pool_created", end_stats.created);
+    out.add("failures", failures);
+    std::printf("%s\n", out.str().c_str());
     co_return failures == 0 ? 0 : 1;
 }
 
