@@ -75,7 +75,12 @@ asio::awaitable<int> serve(int requests) {
     pool_config.acquire_timeout = std::chrono::seconds(120);
     vm_pool pool(ex, pool_config);
 
-    // All requests at once: two are served from idle, the rest wait for fresh sandboxes.
+    // Let it fill, so the first two requests are served from idle; the others wait for fresh
+    // sandboxes, at most max_size at a time.
+    while (pool.stats().paused < pool_config.min_idle) {
+        asio::steady_timer t(ex, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_tuple);
+    }
     std::atomic<int> ok = 0, done = 0;
     for (int i = 1; i <= requests; ++i)
         asio::co_spawn(ex, handle(pool, i), [&](std::exception_ptr e, bool good) {
