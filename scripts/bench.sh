@@ -4,7 +4,7 @@
 # boot, memcpy for vsock and files, the guest's own fork+exec for exec), so every figure is a ratio measured in the same place and run.
 #   scripts/bench.sh [BOOT_RUNS] [VSOCK_MIB] [SNAPSHOT_RUNS] [CLONES] [POOL_N]
 # POOL_N idle pooled sandboxes (pool_bench); past about 200 raise MIMOBOX_HARNESS_MEMORY_MIB (8192
-# held 1000) and MIMOBOX_HARNESS_TIMEOUT.
+# held 500; bench/NOTES.md has what stops 1000 in the harness) and MIMOBOX_HARNESS_TIMEOUT.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${MIMOBOX_BUILD_DIR:-$here/build}
