@@ -405,7 +405,7 @@ pooled_vm& pooled_vm::operator=(pooled_vm&& other) noexcept {
     return *this;
 }
 
-microvm_sandbox& pooled_vm::sandbox() noexcept { return holder_->sandbox(); }
+microvm_sandbox& pooled_vm::sandbox() noexcept { return holder_ ? holder_->sandbox() : empty_; }
 
 void pooled_vm::release() noexcept {
     if (!holder_) return;

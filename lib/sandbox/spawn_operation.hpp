@@ -15,6 +15,7 @@
 // exception-safe for that, and the exception becomes the error code here.
 #pragma once
 
+#include "mimobox/vm/error.hpp"
 #include "sandbox/sandbox_state.hpp"
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -26,6 +27,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/system_executor.hpp>
 
 #include <exception>
 #include <memory>
@@ -62,6 +64,13 @@ void spawn_operation(const std::shared_ptr<sandbox_state>& st, cancel_policy pol
                      asio::awaitable<std::tuple<error_code, Ts...>> op,
                      asio::any_completion_handler<void(error_code, Ts...)> handler,
                      std::shared_ptr<operation_cancel> cancel = nullptr) {
+    if (!st) {
+        // An empty sandbox (default-constructed, moved from, or a released pooled_vm's): a
+        // typed error, never inline. It has no executor of its own: the system executor hands
+        // the completion to the handler's associated executor.
+        asio::post(asio::system_executor(), asio::append(std::move(handler), error_code(lifecycle_errc::invalid_state), Ts{}...));
+        return;
+    }
     if (!cancel) cancel = std::make_shared<operation_cancel>();
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected() && policy.accepted != asio::cancellation_type::none) {

@@ -167,6 +167,28 @@ BOOST_AUTO_TEST_CASE(a_released_sandbox_is_destroyed_and_replaced_never_handed_o
     });
 }
 
+BOOST_AUTO_TEST_CASE(operations_through_a_released_or_moved_from_handle_fail_with_invalid_state) {
+    fixture f(small(1, 1));
+    f.run([&]() -> asio::awaitable<void> {
+        auto [ec, a] = co_await f.pool->async_acquire(use_tuple);
+        BOOST_REQUIRE(!ec);
+        pooled_vm b = std::move(a);
+        BOOST_TEST(!a.valid());
+        BOOST_TEST((a.sandbox().state() == microvm_state::destroyed));
+        auto [moved_ec, moved_r] = co_await a.sandbox().async_exec(shell("echo no"), use_tuple);
+        BOOST_TEST((moved_ec == lifecycle_errc::invalid_state), moved_ec.message());
+        BOOST_TEST(co_await answers(b.sandbox()));
+        b.release();
+        auto [released_ec, released_r] = co_await b.sandbox().async_exec(shell("echo no"), use_tuple);
+        BOOST_TEST((released_ec == lifecycle_errc::invalid_state), released_ec.message());
+        auto [file_ec, content] = co_await b.sandbox().async_read_file("/etc/hostname", use_tuple);
+        BOOST_TEST((file_ec == lifecycle_errc::invalid_state), file_ec.message());
+        pooled_vm never;  // as a failed acquisition hands out
+        auto [never_ec] = co_await never.sandbox().async_destroy(use_tuple);
+        BOOST_TEST((never_ec == lifecycle_errc::invalid_state), never_ec.message());
+    });
+}
+
 BOOST_AUTO_TEST_CASE(with_every_sandbox_out_an_acquisition_waits_for_a_release_or_times_out) {
     auto c = small(0, 1);
     c.acquire_timeout = 200ms;

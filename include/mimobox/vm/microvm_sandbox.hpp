@@ -73,7 +73,9 @@ public:
 
     /// A sandbox in state `created`; nothing runs until async_start.
     microvm_sandbox(executor_type executor, microvm_config vm, sandbox_config config = {});
-    microvm_sandbox() = default;  ///< empty: state() is destroyed; only assignment and destruction are allowed
+    /// Empty: state() is destroyed and every async operation completes with
+    /// lifecycle_errc::invalid_state; get_executor() and backend() must not be called.
+    microvm_sandbox() = default;
     microvm_sandbox(microvm_sandbox&&) noexcept = default;
     microvm_sandbox& operator=(microvm_sandbox&&) noexcept;
     ~microvm_sandbox();  ///< stops the VM unless destroyed already

@@ -102,7 +102,8 @@ public:
 
     bool valid() const noexcept { return static_cast<bool>(holder_); }
     /// The sandbox (ready; it resumes on its first operation if the pool had paused it).
-    /// Precondition: valid().
+    /// Without valid() (released, moved from, or a failed acquisition's), an empty sandbox
+    /// whose operations complete with lifecycle_errc::invalid_state.
     microvm_sandbox& sandbox() noexcept;
     /// Destroys the VM now and returns the capacity; afterwards valid() is false.
     void release() noexcept;
@@ -115,6 +116,7 @@ public:
 private:
     std::unique_ptr<holder> holder_;
     std::weak_ptr<detail::vm_pool_state> pool_;
+    microvm_sandbox empty_;  // what sandbox() gives without a holder
 };
 
 class vm_pool {
