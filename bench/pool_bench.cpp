@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
     const std::size_t n = argc > 1 ? std::max(1, std::atoi(argv[1])) : 50;
     const std::size_t churn_concurrency = argc > 2 ? std::max(1, std::atoi(argv[2])) : 8;
     const std::size_t churn_ops = argc > 3 ? std::max(0, std::atoi(argv[3])) : 200;
-    const std::size_t storm_width = argc > 4 ? std::max(1, std::atoi(argv[4])) : 32;
+    const std::size_t storm_width = argc > 4 ? std::max(0, std::atoi(argv[4])) : 32;
     asio::io_context ctx;
     auto work = asio::make_work_guard(ctx);
     int rc = 1;

@@ -162,6 +162,7 @@ void machine::on_loop_finished() {
     if (stop_requested_) return finish_stop();
     if (pause_requested_) {
         set_state(kvm_lifecycle::paused);
+        if (vsock_) vsock_->set_paused(true);
         for (auto& h : std::exchange(pause_waiters_, {})) complete(std::move(h), error_code{});
     }
 }
@@ -202,6 +203,7 @@ void machine::resume(void_handler h) {
         if (self->state() != kvm_lifecycle::paused)
             return self->complete(std::move(h), error_code(lifecycle_errc::invalid_state));
         self->pause_requested_ = false;
+        if (self->vsock_) self->vsock_->set_paused(false);
         self->start_vcpus();
         self->set_state(kvm_lifecycle::running);
         self->complete(std::move(h), error_code{});

@@ -69,7 +69,9 @@ asio::awaitable<void> vsock_host::lost_interrupt_watch([[maybe_unused]] std::sha
         if (stopped_) break;
         if (ec) continue;  // re-armed
         const auto now = vsock_clock::now();
-        if (link_->starved_for_rx_buffers()) {
+        if (paused_) {
+            lost_interrupt_timer_->expires_at(vsock_timer::time_point::max());  // set_paused(false) re-arms it
+        } else if (link_->starved_for_rx_buffers()) {
             reraise_interrupt(renotifications_, "vsock data waited 500 ms with no sign of the guest taking it");
             lost_interrupt_timer_->expires_after(500ms);
         } else if (!has_pending_operations()) {
@@ -153,7 +155,7 @@ asio::awaitable<void> vsock_host::stall_watch(std::chrono::seconds interval, [[m
             bytes_moved_at_check_ = moved;
             last_activity_ = vsock_clock::now();
         }
-        const bool stalled = has_pending_operations() && vsock_clock::now() - last_activity_ >= interval;
+        const bool stalled = !paused_ && has_pending_operations() && vsock_clock::now() - last_activity_ >= interval;
         if (stalled && !reported) {
             std::fprintf(stderr, "mimobox: vsock operations pending with no queue activity for %llds\n%s",
                          static_cast<long long>(interval.count()), describe().c_str());
@@ -170,6 +172,21 @@ std::string vsock_host::describe() const {
         out += "  stream host:" + std::to_string(k.first) + " guest:" + std::to_string(k.second) +
                " reader=" + std::to_string(io.reader.has_value()) + " writer=" + std::to_string(io.writer.has_value()) + "\n";
     return out;
+}
+
+void vsock_host::set_paused(bool paused) {
+    if (stopped_ || paused_ == paused) return;
+    paused_ = paused;
+    last_activity_ = vsock_clock::now();
+    if (!lost_interrupt_timer_) return;
+    lost_interrupt_timer_->expires_at(vsock_timer::time_point::max());
+    if (!paused) arm_lost_interrupt_watch();
+}
+
+void vsock_host::arm_lost_interrupt_watch() {
+    if (paused_ || !lost_interrupt_timer_ || lost_interrupt_timer_->expiry() != vsock_timer::time_point::max()) return;
+    if (link_->starved_for_rx_buffers()) lost_interrupt_timer_->expires_after(std::chrono::milliseconds(500));
+    else if (has_pending_operations()) lost_interrupt_timer_->expires_after(quiet_guest_limit);
 }
 
 void vsock_host::on_link_activity() {
@@ -336,10 +353,7 @@ void vsock_host::pump() {
         for (auto& [port, waiters] : std::exchange(accepting_, {}))
             for (auto& w : waiters) complete(std::move(w.handler), broken, vm::vsock_stream{});
     muxer_.collect_closed([this](const vsock::endpoint& ep) { return attached_.count(key_of(ep)) != 0; });
-    if (lost_interrupt_timer_ && lost_interrupt_timer_->expiry() == vsock_timer::time_point::max()) {
-        if (link_->starved_for_rx_buffers()) lost_interrupt_timer_->expires_after(std::chrono::milliseconds(500));
-        else if (has_pending_operations()) lost_interrupt_timer_->expires_after(quiet_guest_limit);
-    }
+    arm_lost_interrupt_watch();
     // The delay runs from the moment an interrupt becomes owed (activity does not push it back).
     if (owed_interrupt_timer_) {
         if (!link_->owes_interrupt()) {

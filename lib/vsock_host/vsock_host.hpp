@@ -49,6 +49,11 @@ public:
     void start(std::shared_ptr<void> keep_alive);
     /// Ends the workers and completes every pending operation with operation_aborted.
     void stop();
+    /// The VM's vCPUs stopped for a pause, or run again. A paused guest cannot answer, so the
+    /// lost-interrupt and stall watches sleep until the resume, which restarts the guest's
+    /// quiet period (a pool's sandbox paused with its spare connects in flight would otherwise
+    /// wake the host and log every second for as long as it stays paused).
+    void set_paused(bool paused);
     /// The link's device state, for a snapshot (connections are not part of it: they end).
     error_code save(snapshot::state_writer& out) const { return link_->save(out); }
     /// Into a fresh host, before start().
@@ -126,6 +131,8 @@ private:
     /// Arms it for `due` unless it is already armed for sooner.
     void arm_at(std::chrono::steady_clock::time_point due);
     bool progress();
+    /// Arms the lost-interrupt watch when it sleeps and there is something to watch for.
+    void arm_lost_interrupt_watch();
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args);
 
@@ -134,6 +141,7 @@ private:
     vsock::muxer muxer_;
     std::unique_ptr<packet_link> link_;
     bool stopped_ = false;
+    bool paused_ = false;
     bool pump_scheduled_ = false;
     std::weak_ptr<void> owner_;  // the machine, from start(): a scheduled pump must not outlive it
     std::optional<vsock_timer> stall_timer_;

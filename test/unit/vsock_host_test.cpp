@@ -264,6 +264,22 @@ BOOST_AUTO_TEST_CASE(a_read_waiting_on_a_quiet_guest_raises_its_interrupt_again_
     BOOST_TEST(h.link->renotifies == 2);
 }
 
+BOOST_AUTO_TEST_CASE(a_paused_guest_gets_no_interrupts_raised_again_and_its_quiet_period_restarts_at_the_resume) {
+    host_with_fake_link h;
+    const auto ep = h.accepted_connection(false);
+    std::array<std::uint8_t, 8> buf{};
+    h.host.read(ep, {asio::buffer(buf)}, [](error_code, std::size_t) {});
+    h.run_for(quiet_limit / 2);
+    h.host.set_paused(true);  // as the machine does once its vCPUs have stopped
+    h.run_for(quiet_limit * 5);
+    BOOST_TEST(h.link->renotifies == 0);
+    h.host.set_paused(false);
+    h.run_for(quiet_limit * 3 / 4);
+    BOOST_TEST(h.link->renotifies == 0);  // a full quiet period from the resume, not from before
+    h.run_for(quiet_limit / 2);
+    BOOST_TEST(h.link->renotifies == 1);
+}
+
 BOOST_AUTO_TEST_CASE(a_guest_that_keeps_moving_packets_gets_no_extra_interrupts) {
     host_with_fake_link h;
     const auto ep = h.accepted_connection(false);
