@@ -37,6 +37,8 @@ using namespace mimobox::vm;
 using mimobox::bench::clock_type;
 using mimobox::bench::median;
 using mimobox::bench::ms_since;
+using mimobox::bench::pss_kib;
+using mimobox::bench::threads;
 
 namespace {
 
@@ -44,30 +46,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 
 
-// Pss of the whole process, KiB.
-double pss_kib() {
-    std::ifstream f("/proc/self/smaps_rollup");
-    std::string key;
-    double value = 0;
-    while (f >> key) {
-        if (key == "Pss:") {
-            f >> value;
-            return value;
-        }
-        f.ignore(1 << 20, '\n');
-    }
-    return -1;
-}
-
-std::size_t threads() {
-    std::size_t n = 0;
-    if (DIR* d = ::opendir("/proc/self/task")) {
-        while (auto* e = ::readdir(d))
-            if (e->d_name[0] != '.') ++n;
-        ::closedir(d);
-    }
-    return n;
-}
 
 // Outside the coroutine: GCC 12 cannot compile a braced list of strings inside one.
 std::vector<std::string> true_argv() { return {"true"}; }
